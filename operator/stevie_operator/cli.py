@@ -1,0 +1,164 @@
+"""The ``stevie`` command: one CLI with subcommands.
+
+Heavy imports happen inside each subcommand, so ``stevie crds`` works in the operator image
+(no torch) and every subcommand starts fast. User errors (bad YAML, bad data, missing files)
+print one line ``stevie: error: ...`` and exit 1, never a traceback; ``--debug`` shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+EXIT_USER_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean bad input, importable without the trainer extra."""
+    from stevie_api.loader import SpecError
+
+    errors: list[type[BaseException]] = [SpecError, FileNotFoundError, IsADirectoryError]
+    try:
+        from stevie_trainer.data import DataError
+        from stevie_trainer.storage import StorageError
+
+        errors += [DataError, StorageError]
+    except ImportError:  # operator image: no trainer dependencies
+        pass
+    return tuple(errors)
+
+
+def cmd_crds(args: argparse.Namespace) -> int:
+    from stevie_api.crd import write_crds
+
+    for path in write_crds(Path(args.out)):
+        print(path)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from stevie_api.loader import load_resources
+
+    for file in args.files:
+        for res in load_resources(Path(file)):
+            print(f"{file}: {res.kind}/{res.metadata.name}: valid")
+    return 0
+
+
+def _specs_from_args(args: argparse.Namespace) -> tuple[object, object, object, str | None]:
+    """DataSpec, EnvSpec, ExpertSpec and a name, from ``-f FILE`` and/or flags."""
+    from stevie_api.loader import SpecError, load_resources
+    from stevie_api.market import DataSpec, EnvSpec, ExpertSpec
+    from stevie_api.training import TrainingRunSpec
+
+    name: str | None = None
+    if args.file:
+        template: TrainingRunSpec | None = None
+        for res in load_resources(Path(args.file)):
+            spec = getattr(res.spec, "template", res.spec)
+            if isinstance(spec, TrainingRunSpec):
+                template, name = spec, res.metadata.name
+                break
+        if template is None:
+            raise SpecError(f"{args.file}: no TrainingRun (or template) to take data and env from")
+        data, env, expert = template.data, template.env, template.expert
+        if args.data:
+            data = data.model_copy(update={"uri": args.data})
+    elif args.data:
+        data, env, expert = DataSpec(uri=args.data), EnvSpec(), ExpertSpec()
+    else:
+        raise SpecError("give the data: --data URI, or -f FILE.yaml with a TrainingRun")
+    updates = {}
+    if args.fee_bps is not None:
+        updates["fee_bps"] = args.fee_bps
+    if args.slippage_bps is not None:
+        updates["slippage_bps"] = args.slippage_bps
+    if updates:
+        env = EnvSpec.model_validate(env.model_dump() | updates)
+    return data, env, expert, name
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from stevie_trainer.backtest import run_backtest, write_report
+
+    data, env, expert, name = _specs_from_args(args)
+    report = run_backtest(
+        data,  # type: ignore[arg-type]
+        env,  # type: ignore[arg-type]
+        expert,  # type: ignore[arg-type]
+        policy=args.policy,
+        split=args.split,
+        seed=args.seed,
+        name=name,
+    )
+    out = args.out or str(Path("runs") / "backtest" / f"{report.name}-{args.policy}-{args.split}")
+    print(report.table())
+    check = report.checks["buy_and_hold"]
+    print(
+        f"buy-and-hold check: {check['buy_and_hold_return']:+.4%} vs expected "
+        f"{check['expected_return_with_costs']:+.4%} (close-to-close "
+        f"{check['close_to_close_return']:+.4%}, costs {check['cost_rate']:.2%})"
+    )
+    for kind, uri in write_report(report, out).items():
+        print(f"{kind}: {uri}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stevie",
+        description="RL super-training of trading agents: TrainingRun, HPOStudy, "
+        "PBTPopulation and Ensemble, on Kubernetes or locally.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("backtest", help="backtest a baseline policy on market data")
+    p.add_argument("-f", "--file", help="YAML with a TrainingRun (its data/env/expert are used)")
+    p.add_argument("--data", help="OHLCV CSV/Parquet: path, file://, s3:// or pkg:// URI")
+    p.add_argument("--policy", default="expert", choices=["expert", "buy-and-hold", "random"])
+    p.add_argument("--split", default="test", choices=["train", "validation", "test", "all"])
+    p.add_argument("--seed", type=int, default=0, help="seed of the random policy")
+    p.add_argument("--fee-bps", type=float, help="override the fee (basis points per trade)")
+    p.add_argument("--slippage-bps", type=float, help="override slippage (basis points)")
+    p.add_argument("--out", help="output folder or URI (default runs/backtest/NAME-POLICY-SPLIT)")
+    p.set_defaults(func=cmd_backtest)
+
+    p = sub.add_parser("validate", help="validate resource YAML files against the models")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("crds", help="generate the CustomResourceDefinitions from the models")
+    p.add_argument("--out", default="crds", help="output folder (default: crds)")
+    p.set_defaults(func=cmd_crds)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        print("stevie: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if args.debug:
+            raise
+        if isinstance(exc, _user_errors()) or isinstance(exc, ValueError):
+            print(f"stevie: error: {exc}", file=sys.stderr)
+        else:
+            print(
+                f"stevie: internal error: {type(exc).__name__}: {exc} (rerun with --debug "
+                "for the traceback, and please report it)",
+                file=sys.stderr,
+            )
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

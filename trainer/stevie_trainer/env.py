@@ -1,0 +1,113 @@
+"""TradingEnv: a gymnasium environment over one market, stepped by the shared kernel."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import numpy.typing as npt
+
+from stevie_api.market import EnvSpec
+from stevie_trainer.market import Bounds, MarketData, sim_params
+from stevie_trainer.sim import Accounts, SimParams
+
+Mode = Literal["train", "eval"]
+OBS_LIMIT = 10.0
+
+
+def observation_space(size: int) -> gym.spaces.Box:
+    return gym.spaces.Box(low=-OBS_LIMIT, high=OBS_LIMIT, shape=(size,), dtype=np.float32)
+
+
+class EpisodePlanner:
+    """Where episodes start and end: random windows for training, one full pass for eval."""
+
+    def __init__(self, market: MarketData, bounds: Bounds, mode: Mode, length: int, what: str):
+        self.first, self.last = market.tradable(bounds, what)
+        self.mode = mode
+        self.length = min(length, self.last - self.first)
+
+    def plan(self, rng: np.random.Generator) -> tuple[int, int]:
+        if self.mode == "eval":
+            return self.first, self.last
+        start = int(rng.integers(self.first, self.last - self.length + 1))
+        return start, start + self.length
+
+
+class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
+    """Single-market trading environment (see :mod:`stevie_trainer.sim` for the rules).
+
+    ``mode="train"`` starts each episode at a random bar of ``bounds`` and runs
+    ``episode_length`` bars; ``mode="eval"`` makes one deterministic pass over all of them.
+    Every step's ledger (positions and equity multipliers) is kept for the last episode, so
+    an evaluation can be turned into trades and metrics afterwards.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (gymnasium's API)
+
+    def __init__(
+        self,
+        market: MarketData,
+        spec: EnvSpec,
+        *,
+        bounds: Bounds | None = None,
+        mode: Mode = "train",
+        split_name: str = "data",
+    ) -> None:
+        super().__init__()
+        self.market = market
+        self.env_spec = spec
+        self.bounds = bounds or (0, market.n_bars)
+        self.mode: Mode = mode
+        self.params: SimParams = sim_params(spec)
+        self.planner = EpisodePlanner(market, self.bounds, mode, spec.episode_length, split_name)
+        self.accounts = Accounts(1, self.params, market.open, market.close, market.observed)
+        self.action_space: gym.spaces.Discrete = gym.spaces.Discrete(self.params.n_actions)
+        self.observation_space: gym.spaces.Box = observation_space(self.accounts.obs_size)
+        self._idx = np.zeros(1, dtype=np.int64)
+        self._action = np.zeros(1, dtype=np.int64)
+        self.start_bar = 0
+        self.ledger: list[npt.NDArray[np.float64]] = []
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
+        super().reset(seed=seed)
+        start, end = self.planner.plan(self.np_random)
+        self.start_bar = start
+        self.accounts.reset(self._idx, np.array([start]), np.array([end]))
+        self.ledger = []
+        return self.accounts.observe()[0], self._info()
+
+    def step(
+        self, action: np.int64 | int
+    ) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        a = int(action)
+        if not 0 <= a < self.params.n_actions:
+            raise ValueError(f"action {a} outside Discrete({self.params.n_actions})")
+        self._action[0] = a
+        acc = self.accounts
+        obs = acc.step_observe(self._action)[0]
+        self.ledger.append(acc.ledger[0].copy())
+        return obs, float(acc.rewards[0]), bool(acc.terminated[0]), bool(acc.truncated[0]), self._info()
+
+    def _info(self) -> dict[str, Any]:
+        acc = self.accounts
+        return {"equity": float(acc.equity[0]), "position": float(acc.pos[0]), "bar": int(acc.t[0])}
+
+    # Read by expert policies and evaluation.
+    @property
+    def bar(self) -> int:
+        return int(self.accounts.t[0])
+
+    @property
+    def position(self) -> float:
+        return float(self.accounts.pos[0])
+
+    @property
+    def entry_price(self) -> float:
+        return float(self.accounts.entry_px[0])
+
+    def action_for_target(self, target: float) -> int:
+        return int(self.accounts.actions_for_targets(np.array([target]))[0])
