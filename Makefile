@@ -24,6 +24,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile.trainer Dockerfile.operator
 
 crds: setup
 	$(BIN)/stevie crds --out crds

@@ -11,6 +11,10 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stevie_api.market import DataSpec, EnvSpec, ExpertSpec
 
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -48,7 +52,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _specs_from_args(args: argparse.Namespace) -> tuple[object, object, object, str | None]:
+def _specs_from_args(
+    args: argparse.Namespace,
+) -> tuple[DataSpec, EnvSpec, ExpertSpec, str | None]:
     """DataSpec, EnvSpec, ExpertSpec and a name, from ``-f FILE`` and/or flags."""
     from stevie_api.loader import SpecError, load_resources
     from stevie_api.market import DataSpec, EnvSpec, ExpertSpec
@@ -63,14 +69,16 @@ def _specs_from_args(args: argparse.Namespace) -> tuple[object, object, object, 
                 template, name = spec, res.metadata.name
                 break
         if template is None:
-            raise SpecError(f"{args.file}: no TrainingRun (or template) to take data and env from")
+            raise SpecError(
+                [f"{args.file}: no TrainingRun (or template) to take data and env from"]
+            )
         data, env, expert = template.data, template.env, template.expert
         if args.data:
             data = data.model_copy(update={"uri": args.data})
     elif args.data:
         data, env, expert = DataSpec(uri=args.data), EnvSpec(), ExpertSpec()
     else:
-        raise SpecError("give the data: --data URI, or -f FILE.yaml with a TrainingRun")
+        raise SpecError(["give the data: --data URI, or -f FILE.yaml with a TrainingRun"])
     updates = {}
     if args.fee_bps is not None:
         updates["fee_bps"] = args.fee_bps
@@ -86,9 +94,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     data, env, expert, name = _specs_from_args(args)
     report = run_backtest(
-        data,  # type: ignore[arg-type]
-        env,  # type: ignore[arg-type]
-        expert,  # type: ignore[arg-type]
+        data,
+        env,
+        expert,
         policy=args.policy,
         split=args.split,
         seed=args.seed,
@@ -149,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        if isinstance(exc, _user_errors()) or isinstance(exc, ValueError):
+        if isinstance(exc, (*_user_errors(), ValueError)):
             print(f"stevie: error: {exc}", file=sys.stderr)
         else:
             print(

@@ -44,7 +44,14 @@ SPECS = {
     "target-levels-volume": EnvSpec(
         episode_length=40,
         positions=[-1.0, -0.5, 0.0, 0.5, 1.0],
-        features=["log_return", "rsi", "ma_fast_ratio", "ma_slow_ratio", "volatility", "volume_zscore"],
+        features=[
+            "log_return",
+            "rsi",
+            "ma_fast_ratio",
+            "ma_slow_ratio",
+            "volatility",
+            "volume_zscore",
+        ],
     ),
 }
 
@@ -85,7 +92,7 @@ def test_vec_env_matches_dummy_vec_env_of_single_envs(frame: pd.DataFrame, name:
     rng = np.random.default_rng(1)
     episodes = 0
     for _ in range(300):
-        actions = rng.integers(0, vec.action_space.n, size=n)
+        actions = rng.integers(0, vec.params.n_actions, size=n)
         obs_d, rew_d, done_d, info_d = dummy.step(actions)
         obs_v, rew_v, done_v, info_v = vec.step(actions)
         np.testing.assert_array_equal(obs_d, obs_v)
@@ -168,7 +175,7 @@ def test_trade_returns_compound_to_final_equity(frame: pd.DataFrame, name: str) 
     rng = np.random.default_rng(5)
     done = False
     while not done:
-        _, _, term, trunc, info = env.step(rng.integers(0, env.action_space.n))
+        _, _, term, trunc, info = env.step(int(rng.integers(0, env.params.n_actions)))
         done = term or trunc
     trades = round_trips(np.asarray(env.ledger))
     assert len(trades) > 10

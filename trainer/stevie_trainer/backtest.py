@@ -6,16 +6,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from stevie_api.market import DataSpec, EnvSpec, ExpertSpec
 from stevie_trainer import storage
 from stevie_trainer.baselines import BASELINES, Policy, make_baseline
-from stevie_trainer.data import load_ohlcv, split_bounds, summarize
+from stevie_trainer.data import load_ohlcv
 from stevie_trainer.evaluate import Episode, run_policy
 from stevie_trainer.market import MarketData
 from stevie_trainer.metrics import Performance, annualisation_note, format_table
 from stevie_trainer.plots import equity_png
+from stevie_trainer.splits import split_bounds, summarize
 
 SPLITS = ("train", "validation", "test", "all")
 
@@ -93,7 +92,7 @@ def run_backtest(
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     frame = load_ohlcv(data.uri)
-    label = name or data.symbol or storage.describe(data.uri)
+    label = name or data.symbol or storage.basename(data.uri)
     market = MarketData.from_frame(
         frame, env, name=label, bars_per_year_override=data.bars_per_year
     )
@@ -141,8 +140,3 @@ def write_report(report: BacktestReport, out: str) -> dict[str, str]:
     title = f"{report.name} ({report.split} split): {report.policy} vs buy-and-hold"
     storage.write_bytes(png_uri, equity_png(report.episodes, title=title, note=report.note))
     return {"report": json_uri, "plot": png_uri}
-
-
-def equity_growth(report: BacktestReport) -> dict[str, float]:
-    """Final equity per policy (used by tests and summaries)."""
-    return {k: float(np.asarray(v.equity)[-1]) for k, v in report.episodes.items()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import gymnasium as gym
 import numpy as np
@@ -64,7 +64,9 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         self.planner = EpisodePlanner(market, self.bounds, mode, spec.episode_length, split_name)
         self.accounts = Accounts(1, self.params, market.open, market.close, market.observed)
         self.action_space: gym.spaces.Discrete = gym.spaces.Discrete(self.params.n_actions)
-        self.observation_space: gym.spaces.Box = observation_space(self.accounts.obs_size)
+        self.observation_space = cast(
+            "gym.spaces.Space[npt.NDArray[np.float32]]", observation_space(self.accounts.obs_size)
+        )
         self._idx = np.zeros(1, dtype=np.int64)
         self._action = np.zeros(1, dtype=np.int64)
         self.start_bar = 0
@@ -90,7 +92,13 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         acc = self.accounts
         obs = acc.step_observe(self._action)[0]
         self.ledger.append(acc.ledger[0].copy())
-        return obs, float(acc.rewards[0]), bool(acc.terminated[0]), bool(acc.truncated[0]), self._info()
+        return (
+            obs,
+            float(acc.rewards[0]),
+            bool(acc.terminated[0]),
+            bool(acc.truncated[0]),
+            self._info(),
+        )
 
     def _info(self) -> dict[str, Any]:
         acc = self.accounts

@@ -21,7 +21,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-FEATURE_NAMES = ("log_return", "rsi", "ma_fast_ratio", "ma_slow_ratio", "volatility", "volume_zscore")
+FEATURE_NAMES = (
+    "log_return",
+    "rsi",
+    "ma_fast_ratio",
+    "ma_slow_ratio",
+    "volatility",
+    "volume_zscore",
+)
 DEFAULT_FEATURES = FEATURE_NAMES[:5]
 CLIP = 10.0
 LONG_VOL_WINDOWS = 5
@@ -76,16 +83,19 @@ def wilder_rsi(close: pd.Series, period: int) -> pd.Series:
     total = avg_gain + avg_loss
     rsi = 100.0 * avg_gain / total.where(total > 0)
     # A flat stretch (no gains, no losses) is neutral, not undefined.
-    rsi = rsi.where(~((total == 0) & avg_gain.notna()), 50.0)
-    return rsi
+    return rsi.where(~((total == 0) & avg_gain.notna()), 50.0)
+
+
+def _log(series: pd.Series) -> pd.Series:
+    return pd.Series(np.log(series.to_numpy(dtype=np.float64)), index=series.index)
 
 
 def compute_indicators(frame: pd.DataFrame, params: IndicatorParams) -> Indicators:
     close = frame["close"].astype("float64")
-    log_ret = np.log(close / close.shift(1))
+    log_ret = _log(close / close.shift(1))
     vol = log_ret.rolling(params.volatility_window, min_periods=params.volatility_window).std()
     return Indicators(
-        close=close.to_numpy(dtype=np.float64),
+        close=np.asarray(close.to_numpy(), dtype=np.float64),
         rsi=wilder_rsi(close, params.rsi_period).to_numpy(dtype=np.float64),
         ma_fast=close.rolling(params.ma_fast).mean().to_numpy(dtype=np.float64),
         ma_slow=close.rolling(params.ma_slow).mean().to_numpy(dtype=np.float64),
@@ -111,11 +121,11 @@ def compute_features(
     safe_vol = vol.where(vol.isna() | (vol > _EPS), _EPS)  # keep the warm-up NaN
     long_window = params.volatility_window * LONG_VOL_WINDOWS
     columns: dict[str, pd.Series] = {
-        "log_return": np.log(close / close.shift(1)) / safe_vol,
+        "log_return": _log(close / close.shift(1)) / safe_vol,
         "rsi": (pd.Series(ind.rsi) - 50.0) / 50.0,
         "ma_fast_ratio": (close / pd.Series(ind.ma_fast) - 1.0) / safe_vol,
         "ma_slow_ratio": (close / pd.Series(ind.ma_slow) - 1.0) / safe_vol,
-        "volatility": np.log(safe_vol / safe_vol.rolling(long_window).mean()),
+        "volatility": _log(safe_vol / safe_vol.rolling(long_window).mean()),
     }
     if "volume_zscore" in names:
         lv = pd.Series(np.log1p(frame["volume"].to_numpy(dtype=np.float64)))
@@ -136,4 +146,3 @@ def compute_features(
         first_valid=first_valid,
         indicators=ind,
     )
-

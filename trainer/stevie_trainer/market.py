@@ -9,9 +9,10 @@ import numpy.typing as npt
 import pandas as pd
 
 from stevie_api.market import EnvSpec
-from stevie_trainer.data import bars_per_year, infer_bar_size, require_bars
+from stevie_trainer.data import require_bars
 from stevie_trainer.features import FeatureSet, IndicatorParams, compute_features
 from stevie_trainer.sim import REWARDS, SCHEME_TARGET, SCHEMES, SimParams
+from stevie_trainer.splits import bars_per_year, infer_bar_size
 
 Bounds = tuple[int, int]
 

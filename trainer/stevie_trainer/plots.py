@@ -8,10 +8,11 @@ from collections.abc import Mapping
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import FormatStrFormatter
 
-from stevie_trainer.evaluate import Episode  # noqa: E402
+from stevie_trainer.evaluate import Episode
 
 # Stable colours per policy so every report reads the same way.
 COLOURS = {
@@ -34,6 +35,8 @@ def equity_png(episodes: Mapping[str, Episode], *, title: str, note: str = "") -
         drawdown = ep.equity / np.maximum.accumulate(ep.equity) - 1.0
         ax_dd.plot(ep.timestamps, 100.0 * drawdown, color=colour, linewidth=1.0)
     ax_eq.set_yscale("log")
+    ax_eq.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
+    ax_eq.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
     ax_eq.set_ylabel("equity (start = 1, log scale)")
     ax_eq.axhline(1.0, color="black", linewidth=0.6, linestyle=":")
     ax_eq.legend(loc="upper left")

@@ -55,7 +55,7 @@ class SimParams:
 
     @property
     def n_actions(self) -> int:
-        return int(len(self.levels)) if self.scheme == SCHEME_TARGET else 3
+        return len(self.levels) if self.scheme == SCHEME_TARGET else 3
 
 
 # Kernel argument bundles (numba takes tuples of arrays):
@@ -66,9 +66,17 @@ class SimParams:
 # results (rewards, terminated, truncated, ledger)
 
 
-@numba.njit(cache=True, error_model="numpy", inline="always")  # type: ignore[untyped-decorator]
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _write_obs(
-    dst: F32, src: F32, k: int, pos: float, equity: float, entry_eq: float, peak: float, bars: int, window: int
+    dst: F32,
+    src: F32,
+    k: int,
+    pos: float,
+    equity: float,
+    entry_eq: float,
+    peak: float,
+    bars: int,
+    window: int,
 ) -> None:
     # Copying through slice views lets numba vectorise the copy.
     for c in range(k):
@@ -80,10 +88,8 @@ def _write_obs(
     dst[k + 3] = max((equity / peak - 1.0) * 10.0, -10.0)
 
 
-@numba.njit(cache=True, error_model="numpy")  # type: ignore[untyped-decorator]
-def _step_kernel(
-    actions: I64, params: Any, market: Any, state: Any, results: Any, out: F32
-) -> int:
+@numba.njit(cache=True, error_model="numpy")
+def _step_kernel(actions: I64, params: Any, market: Any, state: Any, results: Any, out: F32) -> int:
     """Step every account; write its next observation into ``out`` if out has rows.
 
     Returns how many accounts are done (terminated or truncated).
@@ -166,7 +172,7 @@ def _step_kernel(
     return n_done
 
 
-@numba.njit(cache=True, error_model="numpy")  # type: ignore[untyped-decorator]
+@numba.njit(cache=True, error_model="numpy")
 def _obs_kernel(market: Any, state: Any, idx: I64, out: F32) -> None:
     flat, n_features, window = market[3], market[4], market[5]
     t, _, pos, equity, peak, entry_eq, _, bars_in, _, _ = state
@@ -182,9 +188,7 @@ def _obs_kernel(market: Any, state: Any, idx: I64, out: F32) -> None:
 class Accounts:
     """State of N trading accounts over one market; the engine of both environments."""
 
-    def __init__(
-        self, n: int, params: SimParams, open_: F64, close: F64, features: F32
-    ) -> None:
+    def __init__(self, n: int, params: SimParams, open_: F64, close: F64, features: F32) -> None:
         """``features``: [T, F] float32, defined (no NaN) from the first observable bar on."""
         self.n = n
         self.params = params
@@ -268,7 +272,9 @@ class Accounts:
     def step(self, actions: I64) -> None:
         """Advance every account one bar; results land in rewards/terminated/truncated/ledger."""
         market, state, results = self._bundles()
-        self.n_done = _step_kernel(actions, self._kernel_params, market, state, results, self._no_obs)
+        self.n_done = _step_kernel(
+            actions, self._kernel_params, market, state, results, self._no_obs
+        )
 
     def step_observe(self, actions: I64) -> F32:
         """:meth:`step`, then :meth:`observe` of every account, in one pass."""
@@ -308,4 +314,4 @@ class Accounts:
         # Fall back to plain nearest when no level shares the target's sign.
         plain = np.argmin(np.abs(levels[None, :] - targets[:, None]), axis=1)
         ok = ~wrong_sign[np.arange(len(targets)), best]
-        return np.where(ok, best, plain).astype(np.int64)
+        return np.asarray(np.where(ok, best, plain), dtype=np.int64)
