@@ -101,7 +101,10 @@ def main() -> None:
     market = MarketData.from_frame(frame, spec, name=Path(args.data).name)
     print(f"data: {args.data} ({market.n_bars} bars), observation {spec.observation_size} floats")
     rows: list[tuple[str, float]] = [
-        ("gym-anytrading stocks-v0 (gym.make)", bench_anytrading(market.close, spec.window, args.seconds)),
+        (
+            "gym-anytrading stocks-v0 (gym.make)",
+            bench_anytrading(market.close, spec.window, args.seconds),
+        ),
         ("TradingEnv", bench_single(market, spec, args.seconds)),
     ]
     for n in (1, 64, 256, 1024):

@@ -8,6 +8,7 @@ print one line ``stevie: error: ...`` and exit 1, never a traceback; ``--debug``
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -56,7 +58,9 @@ def _specs_from_args(
     args: argparse.Namespace,
 ) -> tuple[DataSpec, EnvSpec, ExpertSpec, str | None]:
     """DataSpec, EnvSpec, ExpertSpec and a name, from ``-f FILE`` and/or flags."""
-    from stevie_api.loader import SpecError, load_resources
+    from pydantic import ValidationError
+
+    from stevie_api.loader import SpecError, load_resources, problems
     from stevie_api.market import DataSpec, EnvSpec, ExpertSpec
     from stevie_api.training import TrainingRunSpec
 
@@ -79,13 +83,14 @@ def _specs_from_args(
         data, env, expert = DataSpec(uri=args.data), EnvSpec(), ExpertSpec()
     else:
         raise SpecError(["give the data: --data URI, or -f FILE.yaml with a TrainingRun"])
-    updates = {}
-    if args.fee_bps is not None:
-        updates["fee_bps"] = args.fee_bps
-    if args.slippage_bps is not None:
-        updates["slippage_bps"] = args.slippage_bps
+    flags = {"feeBps": args.fee_bps, "slippageBps": args.slippage_bps}
+    updates = {key: value for key, value in flags.items() if value is not None}
     if updates:
-        env = EnvSpec.model_validate(env.model_dump() | updates)
+        try:
+            env = EnvSpec.model_validate(env.model_dump(by_alias=True) | updates)
+        except ValidationError as err:
+            prefix = "--fee-bps/--slippage-bps: spec.env."
+            raise SpecError(problems(err, EnvSpec, prefix=prefix)) from None
     return data, env, expert, name
 
 
@@ -103,6 +108,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         name=name,
     )
     out = args.out or str(Path("runs") / "backtest" / f"{report.name}-{args.policy}-{args.split}")
+    written = write_report(report, out)  # before printing: a bad --out fails with no table
     print(report.table())
     check = report.checks["buy_and_hold"]
     print(
@@ -110,7 +116,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         f"{check['expected_return_with_costs']:+.4%} (close-to-close "
         f"{check['close_to_close_return']:+.4%}, costs {check['cost_rate']:.2%})"
     )
-    for kind, uri in write_report(report, out).items():
+    for kind, uri in written.items():
         print(f"{kind}: {uri}")
     return 0
 
@@ -154,11 +160,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stevie: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): not an error of ours. Python docs' recipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         if args.debug:
             raise
         if isinstance(exc, (*_user_errors(), ValueError)):
-            print(f"stevie: error: {exc}", file=sys.stderr)
+            lines = getattr(exc, "problems", None) or [" ".join(str(exc).split())]
+            for line in lines:
+                print(f"stevie: error: {line}", file=sys.stderr)
         else:
             print(
                 f"stevie: internal error: {type(exc).__name__}: {exc} (rerun with --debug "

@@ -261,3 +261,45 @@ def test_bust_terminates_the_episode() -> None:
         assert not trunc
     assert info["bar"] == 200 and info["equity"] == pytest.approx(1e-6)
     assert math.isfinite(reward)
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_step_observations_equal_fresh_observations(frame: pd.DataFrame, name: str) -> None:
+    """The fused step+observe pass writes exactly what observe() computes on its own."""
+    spec = SPECS[name]
+    venv = VecTradingEnv(MarketData.from_frame(frame, spec), spec, 16, seed=2)
+    venv.reset()
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        actions = rng.integers(0, venv.params.n_actions, size=16).astype(np.int64)
+        obs = venv.accounts.step_observe(actions)
+        np.testing.assert_array_equal(obs, venv.accounts.observe())
+        done = np.flatnonzero(venv.accounts.dones)
+        if len(done):
+            venv.accounts.reset(done, venv.accounts.t[done] - 30, venv.accounts.t[done])
+
+
+def test_sb3_ppo_trains_on_vec_env_through_vec_monitor(frame: pd.DataFrame) -> None:
+    """VecTradingEnv is a drop-in SB3 VecEnv: PPO collects rollouts, episodes get logged."""
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    torch.set_num_threads(1)
+    spec = EnvSpec(episode_length=20)
+    venv = VecMonitor(VecTradingEnv(MarketData.from_frame(frame, spec), spec, 4, seed=0))
+    model = PPO(
+        "MlpPolicy",
+        venv,
+        n_steps=16,
+        batch_size=32,
+        n_epochs=1,
+        seed=0,
+        policy_kwargs={"net_arch": [8]},
+        device="cpu",
+    )
+    model.learn(total_timesteps=128)
+    assert model.num_timesteps == 128
+    assert model.ep_info_buffer is not None
+    assert len(model.ep_info_buffer) >= 4  # episodes of 20 steps finished and were recorded
+    assert all(np.isfinite(info["r"]) for info in model.ep_info_buffer)

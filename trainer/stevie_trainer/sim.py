@@ -163,12 +163,21 @@ def _step_kernel(actions: I64, params: Any, market: Any, state: Any, results: An
         truncated[i] = (not bust) and t1 >= end[i]
         dones[i] = bust or t1 >= end[i]
         n_done += dones[i]
-    # A second pass for the observations vectorises better than writing them in the loop.
+    # Separate passes for the observations (window copy, then account features over
+    # contiguous arrays) vectorise better than writing them inside the loop above.
     if out.shape[0] > 0:
         for i in range(actions.shape[0]):
             base = (t[i] - window + 1) * n_features
             src = flat[base : base + k]
-            _write_obs(out[i], src, k, pos[i], equity[i], entry_eq[i], peak[i], bars_in[i], window)
+            dst = out[i]
+            for c in range(k):
+                dst[c] = src[c]
+        for i in range(actions.shape[0]):
+            unreal = min(max((equity[i] / entry_eq[i] - 1.0) * 10.0, -10.0), 10.0)
+            out[i, k] = pos[i]
+            out[i, k + 1] = unreal if pos[i] != 0.0 else 0.0
+            out[i, k + 2] = bars_in[i] / (bars_in[i] + window)
+            out[i, k + 3] = max((equity[i] / peak[i] - 1.0) * 10.0, -10.0)
     return n_done
 
 

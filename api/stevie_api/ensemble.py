@@ -1,0 +1,211 @@
+"""Ensemble (`ens`): a vote of trained agents, backtested against its members and served."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from stevie_api.common import MetricSummary, ObjectMeta, StatusBase, StevieModel
+from stevie_api.hpo import check_validation_metric
+from stevie_api.market import DataSpec
+from stevie_api.runtime import ImagePullPolicy, Resources, StorageSpec
+
+__all__ = [
+    "Ensemble",
+    "EnsembleMember",
+    "EnsembleMemberStatus",
+    "EnsembleSpec",
+    "EnsembleStatus",
+    "ServingSpec",
+    "ServingStatus",
+]
+
+_SOURCES = ("training_run", "pbt_population", "hpo_study", "uri")
+_SOURCE_NAMES = {
+    "training_run": "trainingRun",
+    "pbt_population": "pbtPopulation",
+    "hpo_study": "hpoStudy",
+    "uri": "uri",
+}
+
+
+class EnsembleMember(StevieModel):
+    """One member: exactly one of trainingRun, pbtPopulation, hpoStudy or uri."""
+
+    name: str | None = Field(
+        default=None,
+        description="Member name in reports and status (default: the referenced resource's "
+        "name, or member-<index> for a uri).",
+    )
+    weight: float | None = Field(
+        default=None,
+        ge=0,
+        description="Fixed voting weight; default: computed from weightMetric.",
+    )
+    training_run: str | None = Field(
+        default=None, description="A TrainingRun in the same namespace: its best model."
+    )
+    pbt_population: str | None = Field(
+        default=None,
+        description="A PBTPopulation in the same namespace: its best member's model.",
+    )
+    hpo_study: str | None = Field(
+        default=None,
+        description="An HPOStudy in the same namespace: its best trial's model.",
+    )
+    uri: str | None = Field(
+        default=None,
+        description="URI of a model.zip trained by Stevie (file:// or s3://), with its "
+        "result.json beside it.",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> EnsembleMember:
+        given = [_SOURCE_NAMES[s] for s in _SOURCES if getattr(self, s)]
+        if len(given) != 1:
+            got = f"got {len(given)}: {', '.join(given)}" if given else "got none"
+            raise ValueError(
+                f"set exactly one of trainingRun, pbtPopulation, hpoStudy, uri ({got})"
+            )
+        return self
+
+    @property
+    def source_kind(self) -> Literal["TrainingRun", "PBTPopulation", "HPOStudy", "uri"]:
+        """Which kind of reference the member is."""
+        if self.training_run:
+            return "TrainingRun"
+        if self.pbt_population:
+            return "PBTPopulation"
+        if self.hpo_study:
+            return "HPOStudy"
+        return "uri"
+
+    @property
+    def reference(self) -> str:
+        """The referenced resource name or URI."""
+        return self.training_run or self.pbt_population or self.hpo_study or self.uri or ""
+
+
+class ServingSpec(StevieModel):
+    """The decision service: an HTTP endpoint returning the ensemble's action for a window
+    of bars."""
+
+    enabled: bool = Field(default=False, description="Run the decision service after the backtest.")
+    replicas: int = Field(default=1, ge=1, le=100, description="Service pods.")
+    port: int = Field(default=8080, ge=1, le=65535, description="HTTP port of the service.")
+
+
+class EnsembleSpec(StevieModel):
+    """Members, voting method and weights, backtest data and serving."""
+
+    members: list[EnsembleMember] = Field(
+        min_length=1, description="Agents voting in the ensemble."
+    )
+    method: Literal["performance_weighted", "confidence", "majority"] = Field(
+        default="performance_weighted",
+        description="performance_weighted: vote weighted by weightMetric; confidence: each "
+        "member's action probability weighs its vote; majority: one member, one vote.",
+    )
+    weight_metric: str = Field(
+        default="validation.sharpe",
+        description="Validation metric weighting members (performance_weighted): "
+        "validation.<name>, e.g. validation.sharpe.",
+    )
+    reweight_window: int | None = Field(
+        default=None,
+        ge=1,
+        description="Dynamic re-weighting: recompute weights from each member's performance "
+        "over the last reweightWindow bars; default: static weights.",
+    )
+    data: DataSpec | None = Field(
+        default=None,
+        description="Data of the backtest (its test split is used); default: the members' data.",
+    )
+    serving: ServingSpec = Field(default_factory=ServingSpec, description="Decision service.")
+    storage: StorageSpec = Field(
+        default_factory=StorageSpec, description="Where the backtest report goes."
+    )
+    image: str | None = Field(
+        default=None, description="Container image of the backtest and service pods."
+    )
+    image_pull_policy: ImagePullPolicy | None = Field(
+        default=None, description="Image pull policy: Always, IfNotPresent or Never."
+    )
+    resources: Resources = Field(
+        default_factory=Resources, description="CPU and memory of each backtest/service pod."
+    )
+
+    @field_validator("weight_metric")
+    @classmethod
+    def _metric(cls, value: str) -> str:
+        return check_validation_metric(value)
+
+    @model_validator(mode="after")
+    def _check(self) -> EnsembleSpec:
+        names = [m.name for m in self.members if m.name]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"members: names must be unique (repeated: {', '.join(repeated)})")
+        return self
+
+
+class EnsembleMemberStatus(StevieModel):
+    """One member as resolved and backtested."""
+
+    name: str = Field(description="Member name.")
+    model_uri: str | None = Field(default=None, description="Resolved model URI.")
+    ready: bool = Field(default=False, description="Whether its model is available.")
+    weight: float | None = Field(default=None, description="Current voting weight.")
+    test: MetricSummary | None = Field(
+        default=None, description="The member alone, backtested on the same test split."
+    )
+
+
+class ServingStatus(StevieModel):
+    """State of the decision service."""
+
+    ready_replicas: int = Field(default=0, ge=0, description="Service pods ready.")
+    url: str | None = Field(default=None, description="In-cluster URL of the service.")
+
+
+class EnsembleStatus(StatusBase):
+    """Observed state of an Ensemble."""
+
+    phase: Literal["Pending", "Running", "Serving", "Succeeded", "Failed"] | None = Field(
+        default=None,
+        description="Pending (members not ready), Running (backtest), Serving, Succeeded "
+        "(backtest done, no service) or Failed.",
+    )
+    members: list[EnsembleMemberStatus] = Field(
+        default_factory=list, description="Members, resolved."
+    )
+    ready_members: int = Field(default=0, ge=0, description="Members with a model available.")
+    backtest: MetricSummary | None = Field(
+        default=None, description="Test-split metrics of the ensemble."
+    )
+    best_member: str | None = Field(
+        default=None, description="Member with the best test Sharpe, for comparison."
+    )
+    report_uri: str | None = Field(default=None, description="URI of the backtest report.")
+    serving: ServingStatus | None = Field(default=None, description="Decision service.")
+    completion_time: datetime | None = Field(
+        default=None, description="When the backtest finished."
+    )
+
+
+class Ensemble(StevieModel):
+    """Ensemble combines trained agents (TrainingRuns, the best of PBTPopulations or
+    HPOStudies, or model URIs) by vote, backtests it against every member and can serve
+    its decisions over HTTP."""
+
+    api_version: Literal["stevie.dev/v1alpha1"] = Field(
+        default="stevie.dev/v1alpha1", description="stevie.dev/v1alpha1"
+    )
+    kind: Literal["Ensemble"] = Field(default="Ensemble", description="Ensemble")
+    metadata: ObjectMeta = Field(description="Standard object metadata.")
+    spec: EnsembleSpec = Field(description="Desired ensemble.")
+    status: EnsembleStatus | None = Field(
+        default=None, description="Observed state, written by the operator."
+    )

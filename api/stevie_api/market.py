@@ -1,0 +1,303 @@
+"""Market data, splits, the trading environment and the RSI/MA expert."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from itertools import pairwise
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from stevie_api.common import StevieModel
+
+__all__ = [
+    "ACCOUNT_FEATURES",
+    "DEFAULT_FEATURES",
+    "DataSpec",
+    "EnvSpec",
+    "ExpertSpec",
+    "Feature",
+    "SplitSpec",
+]
+
+Feature = Literal[
+    "log_return", "rsi", "ma_fast_ratio", "ma_slow_ratio", "volatility", "volume_zscore"
+]
+"""Per-bar market features (each computed from data up to the bar only)."""
+
+DEFAULT_FEATURES: tuple[Feature, ...] = (
+    "log_return",
+    "rsi",
+    "ma_fast_ratio",
+    "ma_slow_ratio",
+    "volatility",
+)
+ACCOUNT_FEATURES = 4
+"""Account-state floats appended to every observation (position state and the like)."""
+
+
+def _parse_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+class SplitSpec(StevieModel):
+    """Chronological train / validation / test split, by dates or by fractions of the bars."""
+
+    train_fraction: float = Field(
+        default=0.7,
+        gt=0,
+        lt=1,
+        description="Fraction of the bars (oldest first) used for training. Ignored when "
+        "validationStart and testStart are given.",
+    )
+    validation_fraction: float = Field(
+        default=0.15,
+        gt=0,
+        lt=1,
+        description="Fraction of the bars, after the training bars, used for validation "
+        "(model selection); the rest is the test split. trainFraction + validationFraction "
+        "must be < 1.",
+    )
+    validation_start: str | None = Field(
+        default=None,
+        description="First timestamp of the validation split (ISO 8601 date or timestamp, "
+        "e.g. 2017-01-01 or 2017-01-01T00:00:00Z; UTC when no offset). With testStart, "
+        "overrides the fractions.",
+    )
+    test_start: str | None = Field(
+        default=None,
+        description="First timestamp of the test split (ISO 8601, after validationStart). "
+        "With validationStart, overrides the fractions.",
+    )
+
+    @field_validator("validation_start", "test_start")
+    @classmethod
+    def _iso(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                _parse_time(value)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not an ISO 8601 date or timestamp (e.g. 2017-01-01 or "
+                    "2017-01-01T00:00:00Z)"
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> SplitSpec:
+        if self.train_fraction + self.validation_fraction >= 1:
+            raise ValueError(
+                "trainFraction + validationFraction must be < 1 to leave a test split (got "
+                f"{self.train_fraction} + {self.validation_fraction})"
+            )
+        if (self.validation_start is None) != (self.test_start is None):
+            raise ValueError("validationStart and testStart must be given together")
+        bounds = self.boundaries()
+        if bounds is not None and bounds[0] >= bounds[1]:
+            raise ValueError(
+                f"validationStart ({self.validation_start}) must be before testStart "
+                f"({self.test_start})"
+            )
+        return self
+
+    @property
+    def by_date(self) -> bool:
+        """Whether the split is given by dates (else by fractions)."""
+        return self.validation_start is not None
+
+    def boundaries(self) -> tuple[datetime, datetime] | None:
+        """(validation start, test start) as UTC-aware datetimes, when split by date."""
+        if self.validation_start is None or self.test_start is None:
+            return None
+        return _parse_time(self.validation_start), _parse_time(self.test_start)
+
+
+class DataSpec(StevieModel):
+    """Where the OHLCV bars come from and how they are split."""
+
+    uri: str = Field(
+        min_length=1,
+        description="OHLCV data (CSV or Parquet): a local path, file:///abs/path, "
+        "s3://bucket/key, or pkg://python_package/path/in/package for data shipped in an "
+        "installed package (e.g. pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv).",
+    )
+    symbol: str | None = Field(
+        default=None, description="Instrument name used in reports (default: the file name)."
+    )
+    bars_per_year: float | None = Field(
+        default=None,
+        gt=0,
+        description="Bars per year, for annualising Sharpe and returns (e.g. 252 for daily "
+        "stocks, 8760 for hourly crypto). Default: inferred from the timestamps.",
+    )
+    split: SplitSpec = Field(
+        default_factory=SplitSpec, description="Chronological train/validation/test split."
+    )
+
+
+class EnvSpec(StevieModel):
+    """The trading environment: observation, actions, costs and reward."""
+
+    window: int = Field(
+        default=20, ge=2, le=512, description="Bars of features in each observation."
+    )
+    features: list[Feature] = Field(
+        default_factory=lambda: list(DEFAULT_FEATURES),
+        min_length=1,
+        description="Per-bar features in the observation window (unique), all causal and "
+        "scale-free: log_return (log return / rolling volatility), rsi (RSI(rsiPeriod) mapped "
+        "to -1..1), ma_fast_ratio and ma_slow_ratio (close / MA(maFast or maSlow) - 1, in "
+        "units of volatility), volatility (log of rolling volatility over its own long-run "
+        "mean: the regime), volume_zscore (z-score of log volume; needs a volume column). "
+        "Observation size is window x len(features) + 4 account features (position, "
+        "unrealised return, time in position, drawdown): 104 by default.",
+    )
+    rsi_period: int = Field(default=14, ge=2, description="RSI look-back in bars.")
+    ma_fast: int = Field(default=10, ge=2, description="Fast moving average length in bars.")
+    ma_slow: int = Field(
+        default=30, ge=3, description="Slow moving average length in bars (> maFast)."
+    )
+    volatility_window: int = Field(
+        default=20, ge=2, description="Look-back in bars of the rolling volatility feature."
+    )
+    action_scheme: Literal["target", "trade"] = Field(
+        default="target",
+        description="target: each action is a target position from `positions`; trade: "
+        "hold / buy / sell `tradeSize` of equity, bounded by maxPosition.",
+    )
+    positions: list[Annotated[float, Field(ge=-1, le=1)]] = Field(
+        default_factory=lambda: [-1.0, 0.0, 1.0],
+        description="Target positions (fraction of equity, -1 = fully short, 1 = fully long) "
+        "of the target scheme: strictly increasing, at least 2, including 0 (flat).",
+    )
+    trade_size: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Trade scheme: fraction of equity bought or sold per buy/sell action.",
+    )
+    max_position: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Trade scheme: largest absolute position, as a fraction of equity.",
+    )
+    allow_short: bool = Field(
+        default=True,
+        description="Allow short positions; when false, the target scheme drops its negative "
+        "levels and the trade scheme cannot sell below flat.",
+    )
+    fee_bps: float = Field(
+        default=10.0,
+        ge=0,
+        le=1000,
+        description="Trading fee in basis points of the traded notional (10 = 0.1%).",
+    )
+    slippage_bps: float = Field(
+        default=5.0,
+        ge=0,
+        le=1000,
+        description="Slippage in basis points of the traded notional, charged like the fee: "
+        "an order decided at bar t's close fills this much worse than bar t+1's open.",
+    )
+    reward: Literal["log_return", "differential_sharpe", "drawdown_penalized"] = Field(
+        default="log_return",
+        description="Reward: log_return (log return of equity, net of costs), "
+        "differential_sharpe (Moody & Saffell's differential Sharpe ratio), "
+        "drawdown_penalized (log return minus drawdownPenalty x drawdown increase).",
+    )
+    reward_scale: float = Field(
+        default=100.0,
+        gt=0,
+        description="Multiplier of the log_return and drawdown_penalized rewards (hourly log "
+        "returns are ~1e-3); differential_sharpe is dimensionless and not scaled.",
+    )
+    drawdown_penalty: float = Field(
+        default=1.0,
+        ge=0,
+        description="drawdown_penalized reward: weight of the increase in drawdown.",
+    )
+    sharpe_eta: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="differential_sharpe reward: adaptation rate of the moving moments.",
+    )
+    episode_length: int = Field(
+        default=1000,
+        ge=10,
+        description="Bars per training episode (random start); evaluation runs one full "
+        "deterministic pass over the split.",
+    )
+
+    @field_validator("features")
+    @classmethod
+    def _unique_features(cls, value: list[Feature]) -> list[Feature]:
+        duplicates = sorted({f for f in value if value.count(f) > 1})
+        if duplicates:
+            raise ValueError(f"features must be unique (repeated: {', '.join(duplicates)})")
+        return value
+
+    @field_validator("positions")
+    @classmethod
+    def _positions(cls, value: list[float]) -> list[float]:
+        if len(value) < 2:
+            raise ValueError(f"positions needs at least 2 levels (got {len(value)})")
+        if any(b <= a for a, b in pairwise(value)):
+            raise ValueError(f"positions must be strictly increasing (got {value})")
+        if 0.0 not in value:
+            raise ValueError(f"positions must include 0.0, the flat position (got {value})")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> EnvSpec:
+        if self.ma_slow <= self.ma_fast:
+            raise ValueError(
+                f"maSlow ({self.ma_slow}) must be greater than maFast ({self.ma_fast})"
+            )
+        return self
+
+    @property
+    def observation_size(self) -> int:
+        """Floats in one observation: window x len(features) + 4 account features."""
+        return self.window * len(self.features) + ACCOUNT_FEATURES
+
+
+class ExpertSpec(StevieModel):
+    """The seed's RSI/MA expert heuristic: a baseline and the behaviour-cloning teacher.
+
+    RSI(env.rsiPeriod) oversold/overbought signals plus the MA(env.maFast) / MA(env.maSlow)
+    crossover, with a stop loss and a take profit.
+    """
+
+    rsi_oversold: float = Field(
+        default=30.0, gt=0, lt=100, description="RSI below this is oversold (a buy signal)."
+    )
+    rsi_overbought: float = Field(
+        default=70.0,
+        gt=0,
+        lt=100,
+        description="RSI above this is overbought (a sell signal); > rsiOversold.",
+    )
+    stop_loss: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="Close the position when it loses this fraction of its entry price.",
+    )
+    take_profit: float = Field(
+        default=0.10,
+        gt=0,
+        description="Close the position when it gains this fraction of its entry price.",
+    )
+    allow_short: bool = Field(default=True, description="Whether the expert may go short.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ExpertSpec:
+        if self.rsi_oversold >= self.rsi_overbought:
+            raise ValueError(
+                f"rsiOversold ({self.rsi_oversold}) must be less than rsiOverbought "
+                f"({self.rsi_overbought})"
+            )
+        return self
