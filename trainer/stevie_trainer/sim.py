@@ -63,7 +63,7 @@ class SimParams:
 # market  (open, gap_ret, bar_ret, flat_features, n_features, window): gap_ret[t] is
 #         open[t] / close[t-1] - 1 and bar_ret[t] is close[t] / open[t] - 1
 # state   (t, end, pos, equity, peak, entry_eq, entry_px, bars_in, dsr_a, dsr_b)
-# results (rewards, terminated, truncated, ledger)
+# results (rewards, terminated, truncated, dones, ledger); a ledger with no rows records nothing
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -98,6 +98,7 @@ def _step_kernel(actions: I64, params: Any, market: Any, state: Any, results: An
     open_, gap_ret, bar_ret, flat, n_features, window = market
     t, end, pos, equity, peak, entry_eq, entry_px, bars_in, dsr_a, dsr_b = state
     rewards, terminated, truncated, dones, ledger = results
+    record = ledger.shape[0] > 0
     k = window * n_features
     n_done = 0
     for i in range(actions.shape[0]):
@@ -139,29 +140,28 @@ def _step_kernel(actions: I64, params: Any, market: Any, state: Any, results: An
             dd_old = 1.0 - e0 / peak_old
             dd_new = 1.0 - e1 / peak_new
             rew = (log_growth - dd_pen * max(0.0, dd_new - dd_old)) * scale
-        if p_new != 0.0 and (p_old == 0.0 or (p_new > 0.0) != (p_old > 0.0)):
-            entry_eq[i] = e0 * g
-            entry_px[i] = open_[t1]
-            bars_in[i] = 0
-        elif p_new == 0.0:
-            entry_eq[i] = e1
-            entry_px[i] = np.nan
-            bars_in[i] = 0
-        else:
-            bars_in[i] += 1
-        ledger[i, 0] = p_old
-        ledger[i, 1] = p_new
-        ledger[i, 2] = g
-        ledger[i, 3] = c
-        ledger[i, 4] = m
+        # Branch-free bookkeeping (selects, not jumps): actions are unpredictable, and
+        # mispredicted branches here used to cost more than all the arithmetic.
+        opened = (p_new != 0.0) & ((p_old == 0.0) | ((p_new > 0.0) != (p_old > 0.0)))
+        closed = p_new == 0.0
+        entry_eq[i] = e0 * g if opened else (e1 if closed else entry_eq[i])
+        entry_px[i] = open_[t1] if opened else (np.nan if closed else entry_px[i])
+        bars_in[i] = 0 if (opened | closed) else bars_in[i] + 1
+        if record:
+            ledger[i, 0] = p_old
+            ledger[i, 1] = p_new
+            ledger[i, 2] = g
+            ledger[i, 3] = c
+            ledger[i, 4] = m
         equity[i] = e1
         peak[i] = peak_new
         pos[i] = p_new
         t[i] = t1
         rewards[i] = rew
+        at_end = t1 >= end[i]
         terminated[i] = bust
-        truncated[i] = (not bust) and t1 >= end[i]
-        dones[i] = bust or t1 >= end[i]
+        truncated[i] = at_end & (not bust)
+        dones[i] = bust | at_end
         n_done += dones[i]
     # Separate passes for the observations (window copy, then account features over
     # contiguous arrays) vectorise better than writing them inside the loop above.
@@ -197,8 +197,21 @@ def _obs_kernel(market: Any, state: Any, idx: I64, out: F32) -> None:
 class Accounts:
     """State of N trading accounts over one market; the engine of both environments."""
 
-    def __init__(self, n: int, params: SimParams, open_: F64, close: F64, features: F32) -> None:
-        """``features``: [T, F] float32, defined (no NaN) from the first observable bar on."""
+    def __init__(
+        self,
+        n: int,
+        params: SimParams,
+        open_: F64,
+        close: F64,
+        features: F32,
+        *,
+        record: bool = True,
+    ) -> None:
+        """``features``: [T, F] float32, defined (no NaN) from the first observable bar on.
+
+        ``record``: keep each step's ledger row per account (evaluation needs it to rebuild
+        trades; training does not).
+        """
         self.n = n
         self.params = params
         self.open = np.ascontiguousarray(open_, dtype=np.float64)
@@ -238,7 +251,7 @@ class Accounts:
         self.n_done = 0
         self._no_obs = np.empty((0, self.obs_size), dtype=np.float32)
         # Per step and account: p_old, p_new, gap, cost and bar multipliers (see module doc).
-        self.ledger = np.zeros((n, 5))
+        self.ledger = np.zeros((n if record else 0, 5))
         self._all = np.arange(n, dtype=np.int64)
 
     def reset(self, idx: I64, starts: I64, ends: I64) -> None:
