@@ -22,21 +22,6 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean bad input, importable without the trainer extra."""
-    from stevie_api.loader import SpecError
-
-    errors: list[type[BaseException]] = [SpecError, FileNotFoundError, IsADirectoryError]
-    try:
-        from stevie_trainer.data import DataError
-        from stevie_trainer.storage import StorageError
-
-        errors += [DataError, StorageError]
-    except ImportError:  # operator image: no trainer dependencies
-        pass
-    return tuple(errors)
-
-
 def cmd_crds(args: argparse.Namespace) -> int:
     from stevie_api.crd import write_crds
 
@@ -168,16 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        if isinstance(exc, (*_user_errors(), ValueError)):
-            lines = getattr(exc, "problems", None) or [" ".join(str(exc).split())]
-            for line in lines:
-                print(f"stevie: error: {line}", file=sys.stderr)
-        else:
-            print(
-                f"stevie: internal error: {type(exc).__name__}: {exc} (rerun with --debug "
-                "for the traceback, and please report it)",
-                file=sys.stderr,
-            )
+        from stevie_trainer.errors import user_error_lines
+
+        for line in user_error_lines(exc, prog="stevie"):
+            print(line, file=sys.stderr)
         return EXIT_USER_ERROR
 
 

@@ -21,17 +21,35 @@ def observation_space(size: int) -> gym.spaces.Box:
 
 
 class EpisodePlanner:
-    """Where episodes start and end: random windows for training, one full pass for eval."""
+    """Where episodes start and end: random windows for training, one full pass for eval.
+
+    Training starts are drawn uniformly from a candidate array: by default every bar that
+    leaves room for a whole episode inside ``bounds``; a curriculum stage or concatenated
+    (augmented) segments narrow it with :meth:`set_starts`.
+    """
 
     def __init__(self, market: MarketData, bounds: Bounds, mode: Mode, length: int, what: str):
         self.first, self.last = market.tradable(bounds, what)
         self.mode = mode
         self.length = min(length, self.last - self.first)
+        self.starts = np.arange(self.first, self.last - self.length + 1, dtype=np.int64)
+
+    def set_starts(self, starts: npt.NDArray[np.int64]) -> None:
+        """Restrict training episodes to start at ``starts`` (each must leave room for one)."""
+        starts = np.asarray(starts, dtype=np.int64)
+        if len(starts) == 0:
+            raise ValueError("no episode start bars to choose from")
+        if starts.min() < self.first or starts.max() > self.last - self.length:
+            raise ValueError(
+                f"episode starts must lie in [{self.first}, {self.last - self.length}] "
+                f"(got {starts.min()}..{starts.max()})"
+            )
+        self.starts = starts
 
     def plan(self, rng: np.random.Generator) -> tuple[int, int]:
         if self.mode == "eval":
             return self.first, self.last
-        start = int(rng.integers(self.first, self.last - self.length + 1))
+        start = int(self.starts[rng.integers(0, len(self.starts))])
         return start, start + self.length
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -10,11 +12,12 @@ import pandas as pd
 
 from stevie_api.market import EnvSpec
 from stevie_trainer.data import require_bars
-from stevie_trainer.features import FeatureSet, IndicatorParams, compute_features
+from stevie_trainer.features import FeatureSet, IndicatorParams, Indicators, compute_features
 from stevie_trainer.sim import REWARDS, SCHEME_TARGET, SCHEMES, SimParams
 from stevie_trainer.splits import bars_per_year, infer_bar_size
 
 Bounds = tuple[int, int]
+I64 = npt.NDArray[np.int64]
 
 
 def indicator_params(spec: EnvSpec) -> IndicatorParams:
@@ -99,11 +102,73 @@ class MarketData:
         """
         lo, hi = bounds
         start = max(lo, self.first_obs)
-        needed = self.first_obs + 2 - lo if lo < self.first_obs else 2
-        require_bars(
-            hi - lo,
-            needed,
-            f"{what} of {self.name}",
-            reason=f"window {self.window} + feature warm-up {self.features.first_valid}",
-        )
+        if lo < self.first_obs:
+            needed = self.first_obs + 2 - lo
+            reason = f"window {self.window} + feature warm-up {self.features.first_valid}"
+        else:
+            needed, reason = 2, "a decision and its fill"
+        require_bars(hi - lo, needed, f"{what} of {self.name}", reason=reason)
         return start, hi - 1
+
+
+def concat_markets(segments: list[MarketData], name: str) -> tuple[MarketData, list[Bounds]]:
+    """Segments laid end to end as one market (the training split and augmented copies).
+
+    Each segment keeps its own features (and warm-up); episodes must not cross a boundary,
+    so callers restrict episode starts to each segment's range (returned as bounds).
+    """
+    if not segments:
+        raise ValueError("no segments to concatenate")
+    first = segments[0]
+    bounds: list[Bounds] = []
+    offset = 0
+    for seg in segments:
+        if seg.window != first.window or seg.features.names != first.features.names:
+            raise ValueError("segments must share the window and the feature set")
+        bounds.append((offset, offset + seg.n_bars))
+        offset += seg.n_bars
+
+    def cat(get: Callable[[MarketData], npt.NDArray[Any]]) -> npt.NDArray[Any]:
+        return np.concatenate([get(s) for s in segments])
+
+    indicators = Indicators(
+        close=cat(lambda s: s.features.indicators.close),
+        rsi=cat(lambda s: s.features.indicators.rsi),
+        ma_fast=cat(lambda s: s.features.indicators.ma_fast),
+        ma_slow=cat(lambda s: s.features.indicators.ma_slow),
+        volatility=cat(lambda s: s.features.indicators.volatility),
+    )
+    features = FeatureSet(
+        names=first.features.names,
+        values=cat(lambda s: s.features.values),
+        first_valid=first.features.first_valid,
+        indicators=indicators,
+    )
+    market = MarketData(
+        name=name,
+        index=pd.DatetimeIndex(np.concatenate([s.index.to_numpy() for s in segments])),
+        open=cat(lambda s: s.open),
+        close=cat(lambda s: s.close),
+        features=features,
+        observed=cat(lambda s: s.observed),
+        first_obs=first.first_obs,
+        window=first.window,
+        bars_per_year=first.bars_per_year,
+        bar_size=first.bar_size,
+    )
+    return market, bounds
+
+
+def episode_starts(ranges: list[Bounds], length: int) -> I64:
+    """Every bar that can start an episode of ``length`` bars inside one of the tradable
+    ``ranges`` ([first, last] bars, inclusive)."""
+    parts = [
+        np.arange(first, last - length + 1, dtype=np.int64)
+        for first, last in ranges
+        if last - length >= first
+    ]
+    if not parts:
+        raise ValueError(
+            f"no stretch of training data is long enough for episodes of {length} bars"
+        )
+    return np.concatenate(parts)

@@ -1,0 +1,273 @@
+"""Train one TrainingRun: BC pre-training, PPO/DQN, validation, checkpoints, test report.
+
+``train(spec, out)`` is idempotent and resumable: a run whose result.json exists is returned
+as is; otherwise the latest complete checkpoint under ``out`` is loaded and training goes on
+to ``totalTimesteps``. A run directory belongs to one spec: a different spec is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import stable_baselines3
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecMonitor
+
+import stevie_trainer
+from stevie_api.training import TrainingRunSpec
+from stevie_trainer import storage
+from stevie_trainer.agent import AgentPolicy, build_model, load_model, save_model
+from stevie_trainer.artifacts import RunStore, utc_now
+from stevie_trainer.baselines import BASELINES, make_baseline
+from stevie_trainer.bc import Demonstrations, collect_demonstrations, pretrain
+from stevie_trainer.callbacks import (
+    CheckpointCallback,
+    CurriculumCallback,
+    ProgressCallback,
+    RunState,
+    ValidationCallback,
+    restore_rng_state,
+)
+from stevie_trainer.evaluate import Episode, run_policy
+from stevie_trainer.metrics import annualisation_note, format_table
+from stevie_trainer.plots import equity_png
+from stevie_trainer.prepare import Prepared, prepare
+from stevie_trainer.stages import make_curriculum, regime_start_pools
+from stevie_trainer.telemetry import TrainerMetrics
+from stevie_trainer.vecenv import VecTradingEnv
+
+
+class RunConflictError(ValueError):
+    """``--out`` already holds a run of another spec (refused: never overwrite work)."""
+
+
+def spec_json(spec: TrainingRunSpec) -> dict[str, Any]:
+    return spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def claim(store: RunStore, spec: TrainingRunSpec) -> None:
+    """Record the spec under ``out``, or check it is the one already there."""
+    mine = spec_json(spec)
+    theirs = store.read_json("spec.json")
+    if theirs is None:
+        store.write_json("spec.json", mine)
+    elif theirs != mine:
+        changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        raise RunConflictError(
+            f"{store.out} holds a run of a different spec (differs in: {', '.join(changed)}); "
+            "use another --out, or delete it to start over"
+        )
+
+
+def train(
+    spec: TrainingRunSpec,
+    out: str,
+    *,
+    name: str | None = None,
+    log: Any = None,
+) -> dict[str, Any]:
+    """Train (or resume, or return the finished result of) the run under ``out``."""
+    say = log or (lambda message: print(message, flush=True))
+    torch.set_num_threads(1)
+    store = RunStore(out)
+    done = store.read_json("result.json")
+    claim(store, spec)
+    if done is not None and done.get("status") == "succeeded":
+        say(f"{store.out}: already finished; result.json is up to date")
+        return done
+    started = time.monotonic()
+    prepared = prepare(spec, name)
+    state = RunState(total_timesteps=spec.total_timesteps)
+    metrics = TrainerMetrics(prepared.market.name)
+    port = metrics.serve()
+    if port:
+        say(f"metrics on :{port}/metrics")
+
+    env = VecTradingEnv(
+        prepared.train_market,
+        spec.env,
+        spec.n_envs,
+        bounds=prepared.train_bounds,
+        seed=spec.seed,
+        split_name="train split",
+    )
+    env.planner.set_starts(prepared.train_starts)
+    venv = VecMonitor(env)
+    tb_dir = storage.local_path(store.uri("tensorboard"))
+    bc_report: dict[str, Any] | None = None
+
+    checkpoint = store.latest_checkpoint()
+    if checkpoint is not None:
+        model = load_model(spec, checkpoint.model_bytes(), venv)
+        if tb_dir is not None:
+            model.tensorboard_log = str(tb_dir)
+        replay = checkpoint.replay_bytes()
+        if replay is not None:
+            model.load_replay_buffer(io.BytesIO(replay))  # type: ignore[attr-defined]
+        state.load(checkpoint.state.get("run", {}))
+        restore_rng_state(checkpoint.state["rng"])
+        bc_report = checkpoint.state.get("bc")
+        state.resumed_from.append(checkpoint.timesteps)
+        say(f"resuming from checkpoint at {checkpoint.timesteps:,} timesteps")
+    else:
+        model = build_model(spec, venv, tensorboard_log=str(tb_dir) if tb_dir else None)
+        if spec.behaviour_cloning.enabled:
+            bc_report = behaviour_cloning(model, prepared, say)
+
+    extra_state = lambda: {"bc": bc_report}  # noqa: E731
+    checkpoints = CheckpointCallback(
+        store, state, spec.checkpoint.interval_steps, spec.checkpoint.keep, extra_state
+    )
+    callbacks: list[BaseCallback] = [
+        ValidationCallback(prepared, store, state, spec.evaluation.eval_freq),
+        checkpoints,
+    ]
+    stage: Callable[[], str | None] = lambda: None  # noqa: E731
+    if spec.curriculum.enabled:
+        curriculum = make_curriculum(prepared)
+        if state.curriculum is not None:
+            curriculum.load_state_dict(state.curriculum)
+        pools = regime_start_pools(prepared)
+        callbacks.append(CurriculumCallback(curriculum, pools, env.planner.set_starts, state))
+        stage = lambda: curriculum.stage_name  # noqa: E731
+    callbacks.append(ProgressCallback(store, state, metrics, stage=stage))
+    remaining = spec.total_timesteps - model.num_timesteps
+    train_seconds = 0.0
+    if remaining > 0:
+        t0 = time.monotonic()
+        model.learn(
+            remaining,
+            callback=callbacks,
+            reset_num_timesteps=False,
+            tb_log_name="run",
+        )
+        train_seconds = time.monotonic() - t0
+        checkpoints.save()
+    store.write_bytes("final.zip", save_model(model))
+    result = report(prepared, store, state, model, bc_report)
+    result["timings"] = {
+        "total_seconds": round(time.monotonic() - started, 2),
+        "train_seconds_this_process": round(train_seconds, 2),
+    }
+    store.write_json("result.json", result)
+    say(result_table(result))
+    return result
+
+
+def behaviour_cloning(model: BaseAlgorithm, prepared: Prepared, say: Any) -> dict[str, Any]:
+    """Expert demonstrations on every training segment, then BC into the PPO policy."""
+    spec = prepared.spec
+    # About one pass over each segment's bars (at least 256 decisions per environment).
+    parts = [
+        collect_demonstrations(
+            prepared.train_market,
+            spec.env,
+            spec.expert,
+            (first, last + 1),
+            n_envs=spec.n_envs,
+            steps=max(256, min(2000, (last - first) // spec.n_envs + 1)),
+            seed=spec.seed + k,
+        )
+        for k, (first, last) in enumerate(prepared.ranges)
+    ]
+    demos = Demonstrations.concatenate(parts)
+    say(f"behaviour cloning on {len(demos):,} expert decisions")
+    result = pretrain(model, demos, spec.behaviour_cloning, seed=spec.seed).to_dict()
+    say(
+        "behaviour cloning: validation accuracy "
+        f"{result.get('validation_accuracy', float('nan')):.1%}, TV distance "
+        f"{result.get('tv_distance_greedy', float('nan')):.3f}"
+    )
+    return result
+
+
+def report(
+    prepared: Prepared,
+    store: RunStore,
+    state: RunState,
+    model: BaseAlgorithm,
+    bc_report: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Test-split evaluation of the best model beside the baselines; result.json content."""
+    spec = prepared.spec
+    best = load_model(spec, storage.read_bytes(store.uri("model.zip")))
+    bounds = prepared.splits.test
+    policies = [AgentPolicy(best)] + [
+        make_baseline(b, prepared.market.features.indicators, spec.expert, seed=spec.seed)
+        for b in BASELINES
+    ]
+    episodes: dict[str, Episode] = {
+        p.name: run_policy(prepared.market, spec.env, bounds, p, split_name="test split")
+        for p in policies
+    }
+    test = {k: ep.performance().to_dict() for k, ep in episodes.items()}
+    source = "set in spec" if spec.data.bars_per_year else "measured from data"
+    note = annualisation_note(
+        prepared.market.bars_per_year, prepared.market.bar_size, source=source
+    )
+    plot = store.write_bytes(
+        "equity.png",
+        equity_png(episodes, title=f"{prepared.market.name}: agent on the test split", note=note),
+    )
+    first, last = episodes["agent"].timestamps[[0, -1]]
+    return {
+        "status": "succeeded",
+        "finished_at": utc_now(),
+        "timesteps": int(model.num_timesteps),
+        "algorithm": spec.algorithm,
+        "data": {"uri": spec.data.uri, "name": prepared.market.name},
+        "annualisation": {"bars_per_year": prepared.market.bars_per_year, "note": note},
+        "validation": state.best_validation,
+        "best_timesteps": state.best_timesteps,
+        "evaluations": state.evaluations,
+        "test_period": {"first_decision": str(first), "last_bar": str(last)},
+        "test": test,
+        "behaviour_cloning": bc_report,
+        "augmentation": prepared.augmentation or None,
+        "curriculum": state.curriculum,
+        "resumed_from": state.resumed_from,
+        "artifacts": {
+            "model": store.uri("model.zip"),
+            "final_model": store.uri("final.zip"),
+            "equity_plot": plot,
+            "tensorboard": store.uri("tensorboard"),
+        },
+        "versions": {
+            "stevie": stevie_trainer.__version__,
+            "stable_baselines3": stable_baselines3.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+    }
+
+
+def result_table(result: dict[str, Any]) -> str:
+    """The test table of a result.json (agent beside the baselines) plus validation."""
+    from stevie_trainer.metrics import Performance
+
+    def perf(d: dict[str, Any]) -> Performance:
+        values: dict[str, Any] = {k: (np.nan if v is None else v) for k, v in d.items()}
+        return Performance(**values)
+
+    columns = {k: perf(v) for k, v in result["test"].items()}
+    period = result["test_period"]
+    title = f"Test split, {period['first_decision']} .. {period['last_bar']}"
+    lines = [format_table(columns, title=title, note=result["annualisation"]["note"])]
+    val = result.get("validation") or {}
+    sharpe, ret = val.get("sharpe"), val.get("total_return")
+    lines.append(
+        "validation (model selection): Sharpe "
+        + ("n/a" if sharpe is None else f"{sharpe:.2f}")
+        + ", total return "
+        + ("n/a" if ret is None else f"{ret:+.2%}")
+        + f", best model at {result.get('best_timesteps')} timesteps"
+    )
+    return "\n".join(lines)
