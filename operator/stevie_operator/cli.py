@@ -106,6 +106,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from stevie_operator.local import run_file
+
+    return run_file(Path(args.file), Path(args.data_dir))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stevie",
@@ -125,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slippage-bps", type=float, help="override slippage (basis points)")
     p.add_argument("--out", help="output folder or URI (default runs/backtest/NAME-POLICY-SPLIT)")
     p.set_defaults(func=cmd_backtest)
+
+    p = sub.add_parser("run", help="run a resource YAML locally, with no cluster")
+    p.add_argument("file", help="YAML with the resource(s) to run")
+    p.add_argument(
+        "--data-dir", default="runs", help="artifact root (default: ./runs); reruns resume"
+    )
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="validate resource YAML files against the models")
     p.add_argument("files", nargs="+")

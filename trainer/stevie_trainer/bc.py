@@ -48,7 +48,14 @@ from stevie_trainer.baselines import ExpertPolicy
 from stevie_trainer.market import Bounds, MarketData
 from stevie_trainer.vecenv import VecTradingEnv
 
-__all__ = ["BCReport", "Demonstrations", "collect_demonstrations", "pretrain"]
+__all__ = [
+    "BCReport",
+    "Demonstrations",
+    "collect_demonstrations",
+    "pretrain",
+    "split_demonstrations",
+    "total_variation",
+]
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
