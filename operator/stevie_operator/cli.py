@@ -112,6 +112,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_file(Path(args.file), Path(args.data_dir))
 
 
+def cmd_operator(args: argparse.Namespace) -> int:
+    from stevie_operator.handlers import main as operator_main
+
+    return operator_main(args.kopf_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stevie",
@@ -138,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", default="runs", help="artifact root (default: ./runs); reruns resume"
     )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "operator",
+        help="run the operator (kopf run -m stevie_operator.handlers; default --standalone -A)",
+    )
+    p.add_argument("kopf_args", nargs=argparse.REMAINDER, help="options passed to kopf run")
+    p.set_defaults(func=cmd_operator)
 
     p = sub.add_parser("validate", help="validate resource YAML files against the models")
     p.add_argument("files", nargs="+")

@@ -182,6 +182,6 @@ def test_prepare_reports_a_too_short_split_in_one_line() -> None:
     spec = tiny_spec(
         data={"uri": BUNDLED, "split": {"trainFraction": 0.97, "validationFraction": 0.0296}}
     )
-    with pytest.raises(ValueError, match="test split of STOCKS_GOOGL.csv has 1 bars") as err:
+    with pytest.raises(ValueError, match=r"test split of STOCKS_GOOGL\.csv has 1 bars") as err:
         prepare(spec)
     assert "\n" not in str(err.value)

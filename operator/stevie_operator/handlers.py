@@ -1,0 +1,219 @@
+"""kopf glue for TrainingRuns: thin handlers around the pure reconciler.
+
+Run with ``kopf run -m stevie_operator.handlers --standalone -A`` (or ``stevie operator``).
+Every trigger -- create, resume, update, a timer while unfinished, any event of an owned
+Job -- calls the same level-based :func:`reconcile`: read the resource and its Job fresh,
+read progress.json / result.json from storage, plan, create the Job if planned, patch the
+status if it changed, post one Event per transition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import kopf
+
+from stevie_api import API_VERSION, GROUP, VERSION
+from stevie_api.common import utcnow
+from stevie_operator.config import OperatorConfig
+from stevie_operator.jobs import MANAGED_BY, job_name
+from stevie_operator.kube import KubeClient, object_path
+from stevie_operator.metrics import OperatorMetrics
+from stevie_operator.reconcile import Observed, Plan, reconcile_training_run, run_location
+from stevie_trainer import storage
+
+__all__ = ["Runtime", "main", "reconcile", "register"]
+
+KIND = "TrainingRun"
+PLURAL = "trainingruns"
+RUNTIME_KEY = "stevie"
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Per-operator state shared by all handlers (kept in kopf's memo)."""
+
+    config: OperatorConfig
+    metrics: OperatorMetrics
+    connection: kopf.ConnectionInfo | None = None
+    client: KubeClient | None = None
+    locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+
+    def kube(self) -> KubeClient:
+        """A client for the current credentials (re-created after a new login)."""
+        if self.connection is None:
+            raise kopf.TemporaryError("not logged in to the cluster yet", delay=1)
+        if self.client is None or self.client.closed or self.client.info is not self.connection:
+            self.client = KubeClient(self.connection)
+        return self.client
+
+
+def runtime(memo: Any) -> Runtime:
+    """The operator's Runtime, created on first use."""
+    found = memo.get(RUNTIME_KEY)
+    if not isinstance(found, Runtime):
+        found = Runtime(OperatorConfig.from_env(), OperatorMetrics())
+        memo[RUNTIME_KEY] = found
+    return found
+
+
+def _read_json(uri: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(storage.read_text(uri))
+    except (storage.StorageError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_outputs(uri: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(progress.json, result.json) of a run, None where absent or unreadable."""
+    return _read_json(storage.join(uri, "progress.json")), _read_json(
+        storage.join(uri, "result.json")
+    )
+
+
+async def _plan(rt: Runtime, body: Mapping[str, Any], job: Mapping[str, Any] | None) -> Plan:
+    uri = run_location(body, rt.config)
+    progress, result = await asyncio.to_thread(read_outputs, uri) if uri else (None, None)
+    observed = Observed(now=utcnow(), job=job, progress=progress, result=result)
+    return reconcile_training_run(body, observed, rt.config)
+
+
+async def reconcile(rt: Runtime, namespace: str, name: str) -> Plan | None:
+    """Reconcile one TrainingRun from fresh reads; None if it is gone or being deleted."""
+    lock = rt.locks.setdefault((namespace, name), asyncio.Lock())
+    async with lock:
+        with rt.metrics.reconciling(KIND):
+            client = rt.kube()
+            body = await client.get(object_path(API_VERSION, PLURAL, namespace, name))
+            if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+                return None
+            jobs = object_path("batch/v1", "jobs", namespace)
+            job_path = object_path("batch/v1", "jobs", namespace, job_name(name))
+            plan = await _plan(rt, body, await client.get(job_path))
+            if plan.job is not None and await client.create(jobs, plan.job) is None:
+                # It exists after all (created meanwhile): observe it instead.
+                existing = await client.get(job_path)
+                if existing is not None:
+                    plan = await _plan(rt, body, existing)
+            if plan.status_patch:
+                status_path = object_path(API_VERSION, PLURAL, namespace, name, "status")
+                await client.merge_patch(status_path, {"status": plan.status_patch})
+            for event in plan.events:
+                kopf.event(
+                    cast(kopf.Body, body),
+                    type=event.type,
+                    reason=event.reason,
+                    message=event.message,
+                )
+            rt.metrics.observe(KIND, namespace, name, plan.phase, plan.best_validation_sharpe)
+            return plan
+
+
+def _owner_name(owners: Any) -> str | None:
+    for ref in owners or []:
+        if (
+            isinstance(ref, Mapping)
+            and ref.get("kind") == KIND
+            and ref.get("apiVersion") == API_VERSION
+            and ref.get("controller")
+        ):
+            name = ref.get("name")
+            return name if isinstance(name, str) else None
+    return None
+
+
+def _unfinished(status: Mapping[str, Any], **_: Any) -> bool:
+    return status.get("phase") not in ("Succeeded", "Failed")
+
+
+def register(registry: kopf.OperatorRegistry, *, interval: float | None = None) -> None:
+    """Register Stevie's handlers in ``registry`` (the timer ticks every ``interval`` s)."""
+    every = interval or OperatorConfig.from_env().reconcile_interval
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        rt = runtime(memo)
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration"
+        )
+        # Events come from the reconciler (one per transition), not from every log line.
+        settings.posting.level = logging.WARNING
+        settings.posting.reporting_component = MANAGED_BY
+        settings.posting.event_name_prefix = "stevie-"
+        if rt.config.metrics_port > 0:
+            port = rt.metrics.serve(rt.config.metrics_port)
+            logger.info("Serving metrics on :%d/metrics", port)
+
+    @kopf.on.login(registry=registry)
+    def login(
+        settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any
+    ) -> kopf.ConnectionInfo | None:
+        rt = runtime(memo)
+        server = OperatorConfig.from_env().kube_server
+        info = (
+            kopf.ConnectionInfo(server=server, default_namespace="default")
+            if server
+            else kopf.login_with_service_account(settings=settings)
+            or kopf.login_with_kubeconfig(settings=settings)
+        )
+        rt.connection = info
+        return info
+
+    @kopf.on.cleanup(registry=registry)
+    async def close(memo: kopf.Memo, **_: Any) -> None:
+        rt = runtime(memo)
+        if rt.client is not None:
+            await rt.client.close()
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, backoff=5)
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, backoff=5)
+    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, backoff=5, field="spec")
+    async def changed(*, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+        await reconcile(runtime(memo), namespace or "default", name)
+
+    @kopf.timer(
+        GROUP, VERSION, PLURAL, registry=registry, interval=every, initial_delay=every,
+        when=_unfinished,
+    )  # fmt: skip
+    async def tick(*, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+        await reconcile(runtime(memo), namespace or "default", name)
+
+    @kopf.on.event(
+        "batch", "v1", "jobs", registry=registry,
+        labels={"app.kubernetes.io/managed-by": MANAGED_BY, "stevie.dev/kind": KIND},
+    )  # fmt: skip
+    async def job_event(*, namespace: str | None, meta: kopf.Meta, memo: Any, **_: Any) -> None:
+        owner = _owner_name(meta.get("ownerReferences"))
+        if owner is not None:
+            await reconcile(runtime(memo), namespace or "default", owner)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    def resource_event(*, type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+        if type == "DELETED":
+            rt = runtime(memo)
+            rt.locks.pop((namespace or "default", name), None)
+            rt.metrics.forget(KIND, namespace or "default", name)
+
+
+register(kopf.get_default_registry())
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    """``kopf run`` with these handlers; ``argv`` are extra ``kopf run`` options
+    (default: ``--standalone --all-namespaces``)."""
+    from kopf import cli
+
+    args = ["run", "-m", __name__, *(argv or ("--standalone", "--all-namespaces"))]
+    try:
+        cli.main.main(args=args, prog_name="stevie operator", standalone_mode=False)
+    except KeyboardInterrupt:
+        return 130
+    return 0

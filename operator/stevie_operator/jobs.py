@@ -1,0 +1,212 @@
+"""The batch/v1 Job that trains one TrainingRun: a pure function of the resource and settings.
+
+The pod runs ``python -m stevie_trainer train --spec-json "$(STEVIE_SPEC)" --out RUN_URI``;
+re-running it with the same ``--out`` resumes from the latest checkpoint, so pod retries
+(``backoffLimit``) are safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import PurePosixPath
+from typing import Any
+
+from stevie_api import API_VERSION
+from stevie_api.training import TrainingRun
+from stevie_operator.config import OperatorConfig
+from stevie_trainer import storage
+
+__all__ = [
+    "MANAGED_BY",
+    "child_labels",
+    "job_name",
+    "label_value",
+    "run_uri",
+    "training_job",
+]
+
+MANAGED_BY = "stevie-operator"
+NAME_LIMIT = 63  # Job names end up in the pods' job-name label
+TRAINER_UID = 65532  # "nonroot" in distroless-style images
+TMP_MOUNT = "/tmp"
+
+
+def _hash(text: str, length: int = 8) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _fit(base: str, suffix: str, limit: int = NAME_LIMIT) -> str:
+    """``base + suffix`` if it fits in ``limit``, else a truncated base, a hash and the suffix."""
+    if len(base) + len(suffix) <= limit:
+        return base + suffix
+    digest = _hash(base)
+    keep = limit - len(suffix) - len(digest) - 1
+    head = base[:keep].rstrip("-.")
+    return f"{head}-{digest}{suffix}"
+
+
+def job_name(name: str) -> str:
+    """The deterministic name of a TrainingRun's trainer Job (a DNS label, <= 63 chars)."""
+    return _fit(name, "-train")
+
+
+def label_value(value: str) -> str:
+    """``value`` made a valid label value (<= 63 chars, alphanumeric at both ends)."""
+    return _fit(value, "") if len(value) > NAME_LIMIT else value
+
+
+def run_uri(run: TrainingRun, namespace: str, config: OperatorConfig) -> str:
+    """Where the run's artifacts go: ``<root>/<namespace>/trainingruns/<name>``."""
+    root = run.spec.storage.uri or config.storage_uri
+    return storage.join(root, namespace, "trainingruns", run.metadata.name)
+
+
+def child_labels(run: TrainingRun) -> dict[str, str]:
+    """Labels of the Job and its pods: the run's own labels, then Stevie's."""
+    name = label_value(run.metadata.name)
+    return {
+        **run.metadata.labels,
+        "app.kubernetes.io/name": "stevie",
+        "app.kubernetes.io/component": "trainer",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "stevie.dev/kind": "TrainingRun",
+        "stevie.dev/name": name,
+    }
+
+
+def _owner_reference(run: TrainingRun) -> list[dict[str, Any]]:
+    if not run.metadata.uid:
+        return []
+    return [
+        {
+            "apiVersion": API_VERSION,
+            "kind": "TrainingRun",
+            "name": run.metadata.name,
+            "uid": run.metadata.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+
+
+def _local_root(uri: str) -> PurePosixPath | None:
+    """The absolute path behind a file:// (or plain absolute path) root, else None."""
+    if uri.startswith("s3://"):
+        return None
+    path = uri.removeprefix("file://").removeprefix("localhost")
+    return PurePosixPath(path) if path.startswith("/") else None
+
+
+def _storage(
+    run: TrainingRun, config: OperatorConfig
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, volume mounts, env, envFrom) for the run's artifact storage."""
+    spec = run.spec.storage
+    root = spec.uri or config.storage_uri
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    env: list[dict[str, Any]] = []
+    env_from: list[dict[str, Any]] = []
+    local = _local_root(root)
+    if local is not None:
+        base = PurePosixPath(config.pvc_mount_path)
+        mount_path = base if local == base or base in local.parents else local
+        volumes.append(
+            {
+                "name": "data",
+                "persistentVolumeClaim": {"claimName": spec.pvc_claim_name or config.pvc},
+            }
+        )
+        mounts.append({"name": "data", "mountPath": str(mount_path)})
+    endpoint = spec.s3_endpoint_url or config.s3_endpoint_url
+    if endpoint:
+        env.append({"name": "STEVIE_S3_ENDPOINT_URL", "value": endpoint})
+    if spec.s3_secret_ref:
+        env_from.append({"secretRef": {"name": spec.s3_secret_ref}})
+    return volumes, mounts, env, env_from
+
+
+def _resources(run: TrainingRun) -> dict[str, Any]:
+    res = run.spec.resources
+    amounts: dict[str, str] = {"cpu": res.cpu, "memory": res.memory}
+    limits: dict[str, str] = dict(amounts)
+    if res.gpu > 0:
+        limits["nvidia.com/gpu"] = str(res.gpu)
+    return {"requests": amounts, "limits": limits}
+
+
+def training_job(run: TrainingRun, namespace: str, config: OperatorConfig) -> dict[str, Any]:
+    """The batch/v1 Job manifest that trains ``run`` (deterministic: same input, same dict)."""
+    spec = run.spec
+    out = run_uri(run, namespace, config)
+    labels = child_labels(run)
+    volumes, mounts, storage_env, env_from = _storage(run, config)
+    spec_json = json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
+    env: list[dict[str, Any]] = [
+        {"name": "STEVIE_SPEC", "value": spec_json},
+        {"name": "STEVIE_RUN_URI", "value": out},
+        {"name": "STEVIE_RUN_NAME", "value": run.metadata.name},
+        {"name": "STEVIE_RUN_NAMESPACE", "value": namespace},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        # The root file system is read-only: caches and config go to the /tmp emptyDir.
+        {"name": "HOME", "value": TMP_MOUNT},
+        {"name": "MPLCONFIGDIR", "value": f"{TMP_MOUNT}/matplotlib"},
+        *storage_env,
+    ]
+    container: dict[str, Any] = {
+        "name": "trainer",
+        "image": spec.image or config.trainer_image,
+        "command": ["python", "-m", "stevie_trainer", "train"],
+        "args": ["--spec-json", "$(STEVIE_SPEC)", "--out", out],
+        "env": env,
+        "resources": _resources(run),
+        "volumeMounts": [{"name": "tmp", "mountPath": TMP_MOUNT}, *mounts],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if env_from:
+        container["envFrom"] = env_from
+    if spec.image_pull_policy:
+        container["imagePullPolicy"] = spec.image_pull_policy
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": TRAINER_UID,
+            "runAsGroup": TRAINER_UID,
+            "fsGroup": TRAINER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, *volumes],
+    }
+    if spec.service_account_name:
+        pod_spec["serviceAccountName"] = spec.service_account_name
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod_spec["tolerations"] = [t.to_dict() for t in spec.tolerations]
+    job_spec: dict[str, Any] = {
+        "backoffLimit": spec.backoff_limit,
+        "completions": 1,
+        "parallelism": 1,
+        "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+    }
+    if spec.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
+    metadata: dict[str, Any] = {
+        "name": job_name(run.metadata.name),
+        "namespace": namespace,
+        "labels": labels,
+        "annotations": {"stevie.dev/run-uri": out},
+    }
+    owners = _owner_reference(run)
+    if owners:
+        metadata["ownerReferences"] = owners
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}

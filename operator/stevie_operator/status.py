@@ -1,0 +1,107 @@
+"""Status helpers shared by the reconcilers: condition sets, events, merge patches, parsing."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from stevie_api.common import MetricSummary, StatusBase
+
+__all__ = [
+    "CONDITION_TYPES",
+    "Event",
+    "finite",
+    "merge_patch",
+    "metric_summary",
+    "parse_time",
+    "set_conditions",
+]
+
+CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "Succeeded", "Failed")
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the resource."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+def set_conditions(
+    status: StatusBase,
+    values: Mapping[str, tuple[bool, str, str]],
+    generation: int | None,
+    now: datetime,
+) -> None:
+    """Set each condition type to (is true, reason, message); lastTransitionTime only moves
+    when a condition's status changes."""
+    for type_, (true, reason, message) in values.items():
+        status.set_condition(
+            type_,
+            "True" if true else "False",
+            reason,
+            message,
+            observed_generation=generation,
+            now=now,
+        )
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns ``old`` into ``new`` (``{}`` if equal)."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            sub = merge_patch(before, value)
+            if sub:
+                patch[key] = sub
+        elif key not in old or before != value:
+            patch[key] = value
+    for key in old:
+        if key not in new:
+            patch[key] = None
+    return patch
+
+
+def finite(value: Any) -> float | None:
+    """A JSON number as a finite float; None for null, NaN, infinities and non-numbers."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def metric_summary(data: Any) -> MetricSummary | None:
+    """The headline metrics of a result.json performance dict (extra keys ignored)."""
+    if not isinstance(data, Mapping):
+        return None
+    trades = data.get("trades")
+    return MetricSummary(
+        sharpe=finite(data.get("sharpe")),
+        sortino=finite(data.get("sortino")),
+        total_return=finite(data.get("total_return", data.get("totalReturn"))),
+        max_drawdown=finite(data.get("max_drawdown", data.get("maxDrawdown"))),
+        win_rate=finite(data.get("win_rate", data.get("winRate"))),
+        trades=(
+            int(trades)
+            if isinstance(trades, int | float) and not isinstance(trades, bool) and trades >= 0
+            else None
+        ),
+    )
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A Kubernetes (RFC 3339) timestamp, or None."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
