@@ -58,140 +58,153 @@ class SimParams:
         return len(self.levels) if self.scheme == SCHEME_TARGET else 3
 
 
-# Kernel argument bundles (numba takes tuples of arrays):
+# Kernel arguments. Few, packed and flat: each array argument costs call overhead, and LLVM
+# must assume that any two arrays may overlap, so with many of them it reloads values and
+# gives up on reordering. Records with a compile-time stride (``i * NS + column``) let it
+# see that accounts never overlap; one record per account is also one cache line, not ten.
 # params  (scheme, levels, trade_size, lo, hi, cost_rate, reward, scale, dd_penalty, eta)
-# market  (open, gap_ret, bar_ret, flat_features, n_features, window): gap_ret[t] is
-#         open[t] / close[t-1] - 1 and bar_ret[t] is close[t] / open[t] - 1
-# state   (t, end, pos, equity, peak, entry_eq, entry_px, bars_in, dsr_a, dsr_b)
-# results (rewards, terminated, truncated, dones, ledger); a ledger with no rows records nothing
+# market  (bars, flat_features, n_features, window); bars is flat [T, 3] float64 holding per
+#         bar gap_ret (open[t] / close[t-1] - 1), bar_ret (close[t] / open[t] - 1) and open
+# acct    flat [N, NS] float64 records: see the column names below (prev_*: the equity and
+#         peak before the last step, for the reward pass)
+# clock   flat [N, 3] int64 records: BAR (t), END, BARS_IN
+# results (rewards, flags [3, N] bool: terminated, truncated, done; ledger); a ledger with no
+#         rows records nothing, an ``out`` with no rows observes nothing
+POS, EQUITY, PEAK, ENTRY_EQ, ENTRY_PX, DSR_A, DSR_B, PREV_EQ, PREV_PEAK = range(9)
+NS = 9
+BAR, END, BARS_IN = range(3)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _write_obs(
-    dst: F32,
-    src: F32,
-    k: int,
-    pos: float,
-    equity: float,
-    entry_eq: float,
-    peak: float,
-    bars: int,
-    window: int,
-) -> None:
-    # Copying through slice views lets numba vectorise the copy.
+def _observe_one(dst: F32, market: Any, acct: F64, clock: I64, i: int) -> None:
+    _, flat, n_features, window = market
+    # Row-major [T, F] features: the window t-W+1..t is one contiguous run of W*F floats.
+    k = window * n_features
+    base = (clock[i * 3 + BAR] + 1) * n_features - k
+    src = flat[base : base + k]
     for c in range(k):
         dst[c] = src[c]
+    r = i * NS
+    pos, equity, bars = acct[r + POS], acct[r + EQUITY], clock[i * 3 + BARS_IN]
+    unreal = (equity / acct[r + ENTRY_EQ] - 1.0) * 10.0 if pos != 0.0 else 0.0
     dst[k] = pos
-    unreal = (equity / entry_eq - 1.0) * 10.0 if pos != 0.0 else 0.0
     dst[k + 1] = min(max(unreal, -10.0), 10.0)
     dst[k + 2] = bars / (bars + window)
-    dst[k + 3] = max((equity / peak - 1.0) * 10.0, -10.0)
+    dst[k + 3] = max((equity / acct[r + PEAK] - 1.0) * 10.0, -10.0)
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _step_kernel(actions: I64, params: Any, market: Any, state: Any, results: Any, out: F32) -> int:
+def _step_kernel(
+    actions: I64, params: Any, market: Any, acct: F64, clock: I64, results: Any, out: F32
+) -> int:
     """Step every account; write its next observation into ``out`` if out has rows.
 
     Returns how many accounts are done (terminated or truncated).
     """
     scheme, levels, trade_size, lo, hi, cost_rate, reward, scale, dd_pen, eta = params
-    open_, gap_ret, bar_ret, flat, n_features, window = market
-    t, end, pos, equity, peak, entry_eq, entry_px, bars_in, dsr_a, dsr_b = state
-    rewards, terminated, truncated, dones, ledger = results
+    bars = market[0]
+    rewards, flags, ledger = results
     record = ledger.shape[0] > 0
-    k = window * n_features
-    n_done = 0
-    for i in range(actions.shape[0]):
+    n = actions.shape[0]
+    # Pass 1: accounting, with no calls and no jumps (selects only): actions are random, and
+    # mispredicted branches used to cost more than the arithmetic.
+    for i in range(n):
+        r, q = i * NS, i * 3
         a = actions[i]
-        p_old = pos[i]
-        if scheme == 0:
+        p_old = acct[r + POS]
+        if scheme == SCHEME_TARGET:
             p_new = levels[a]
         else:
-            p_new = p_old
-            if a == 1:
-                p_new = p_old + trade_size
-            elif a == 2:
-                p_new = p_old - trade_size
-            p_new = min(max(p_new, lo), hi)
-        t1 = t[i] + 1
-        g = 1.0 + p_old * gap_ret[t1]
+            p_new = min(max(p_old + trade_size * ((a == 1) - (a == 2)), lo), hi)
+        t1 = clock[q + BAR] + 1
+        g = 1.0 + p_old * bars[t1 * 3]
         c = 1.0 - abs(p_new - p_old) * cost_rate
-        m = 1.0 + p_new * bar_ret[t1]
-        e0 = equity[i]
+        m = 1.0 + p_new * bars[t1 * 3 + 1]
+        e0 = acct[r + EQUITY]
         e1 = e0 * g * c * m
-        bust = e1 <= BUST
-        if bust:
-            e1 = BUST
-        log_growth = math.log(e1 / e0)
-        peak_old = peak[i]
-        peak_new = max(peak_old, e1)
-        if reward == 0:
-            rew = log_growth * scale
-        elif reward == 1:
-            # Moody & Saffell's differential Sharpe ratio (dimensionless: not scaled).
-            r = e1 / e0 - 1.0
-            da = r - dsr_a[i]
-            db = r * r - dsr_b[i]
-            var = dsr_b[i] - dsr_a[i] * dsr_a[i]
-            rew = (dsr_b[i] * da - 0.5 * dsr_a[i] * db) / var**1.5 if var > 1e-12 else 0.0
-            dsr_a[i] += eta * da
-            dsr_b[i] += eta * db
-        else:
-            dd_old = 1.0 - e0 / peak_old
-            dd_new = 1.0 - e1 / peak_new
-            rew = (log_growth - dd_pen * max(0.0, dd_new - dd_old)) * scale
-        # Branch-free bookkeeping (selects, not jumps): actions are unpredictable, and
-        # mispredicted branches here used to cost more than all the arithmetic.
+        e1 = BUST if e1 <= BUST else e1
         opened = (p_new != 0.0) & ((p_old == 0.0) | ((p_new > 0.0) != (p_old > 0.0)))
         closed = p_new == 0.0
-        entry_eq[i] = e0 * g if opened else (e1 if closed else entry_eq[i])
-        entry_px[i] = open_[t1] if opened else (np.nan if closed else entry_px[i])
-        bars_in[i] = 0 if (opened | closed) else bars_in[i] + 1
+        entry_eq = acct[r + ENTRY_EQ]
+        entry_px = acct[r + ENTRY_PX]
+        acct[r + ENTRY_EQ] = e0 * g if opened else (e1 if closed else entry_eq)
+        acct[r + ENTRY_PX] = bars[t1 * 3 + 2] if opened else (np.nan if closed else entry_px)
+        clock[q + BARS_IN] = 0 if (opened | closed) else clock[q + BARS_IN] + 1
         if record:
             ledger[i, 0] = p_old
             ledger[i, 1] = p_new
             ledger[i, 2] = g
             ledger[i, 3] = c
             ledger[i, 4] = m
-        equity[i] = e1
-        peak[i] = peak_new
-        pos[i] = p_new
-        t[i] = t1
-        rewards[i] = rew
-        at_end = t1 >= end[i]
+        peak = acct[r + PEAK]
+        acct[r + PREV_EQ] = e0
+        acct[r + PREV_PEAK] = peak
+        acct[r + EQUITY] = e1
+        acct[r + PEAK] = max(peak, e1)
+        acct[r + POS] = p_new
+        clock[q + BAR] = t1
+    # Pass 2: rewards and episode ends (math.log is a library call: kept out of pass 1).
+    terminated, truncated, dones = flags[0], flags[1], flags[2]
+    n_done = 0
+    for i in range(n):
+        r = i * NS
+        e0 = acct[r + PREV_EQ]
+        e1 = acct[r + EQUITY]
+        bust = e1 <= BUST  # pass 1 clamps a bust account's equity to exactly BUST
+        at_end = clock[i * 3 + BAR] >= clock[i * 3 + END]
         terminated[i] = bust
         truncated[i] = at_end & (not bust)
         dones[i] = bust | at_end
-        n_done += dones[i]
-    # Separate passes for the observations (window copy, then account features over
-    # contiguous arrays) vectorise better than writing them inside the loop above.
+        n_done += bust | at_end
+        if reward == 0:
+            rewards[i] = math.log(e1 / e0) * scale
+        elif reward == 1:
+            # Moody & Saffell's differential Sharpe ratio (dimensionless: not scaled).
+            ret = e1 / e0 - 1.0
+            a_old = acct[r + DSR_A]
+            b_old = acct[r + DSR_B]
+            da = ret - a_old
+            db = ret * ret - b_old
+            var = b_old - a_old * a_old
+            rewards[i] = (b_old * da - 0.5 * a_old * db) / var**1.5 if var > 1e-12 else 0.0
+            acct[r + DSR_A] = a_old + eta * da
+            acct[r + DSR_B] = b_old + eta * db
+        else:
+            dd_old = 1.0 - e0 / acct[r + PREV_PEAK]
+            dd_new = 1.0 - e1 / acct[r + PEAK]
+            rewards[i] = (math.log(e1 / e0) - dd_pen * max(0.0, dd_new - dd_old)) * scale
+    # Pass 3: observations (mostly the copy of each feature window).
     if out.shape[0] > 0:
-        for i in range(actions.shape[0]):
-            base = (t[i] - window + 1) * n_features
-            src = flat[base : base + k]
-            dst = out[i]
-            for c in range(k):
-                dst[c] = src[c]
-        for i in range(actions.shape[0]):
-            unreal = min(max((equity[i] / entry_eq[i] - 1.0) * 10.0, -10.0), 10.0)
-            out[i, k] = pos[i]
-            out[i, k + 1] = unreal if pos[i] != 0.0 else 0.0
-            out[i, k + 2] = bars_in[i] / (bars_in[i] + window)
-            out[i, k + 3] = max((equity[i] / peak[i] - 1.0) * 10.0, -10.0)
+        for i in range(n):
+            _observe_one(out[i], market, acct, clock, i)
     return n_done
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _obs_kernel(market: Any, state: Any, idx: I64, out: F32) -> None:
-    flat, n_features, window = market[3], market[4], market[5]
-    t, _, pos, equity, peak, entry_eq, _, bars_in, _, _ = state
-    # Row-major [T, F] features: the window t-W+1..t is one contiguous run of W*F floats.
-    k = window * n_features
+def _obs_kernel(market: Any, acct: F64, clock: I64, idx: I64, out: F32, rows: I64) -> None:
+    """Write the observation of account ``idx[j]`` into ``out[rows[j]]``."""
     for j in range(idx.shape[0]):
-        i = idx[j]
-        base = (t[i] - window + 1) * n_features
-        src = flat[base : base + k]
-        _write_obs(out[j], src, k, pos[i], equity[i], entry_eq[i], peak[i], bars_in[i], window)
+        _observe_one(out[rows[j]], market, acct, clock, idx[j])
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _reset_kernel(
+    market: Any, acct: F64, clock: I64, idx: I64, starts: I64, ends: I64, out: F32
+) -> None:
+    # One call instead of a dozen fancy-index assignments: restarts happen every step of a
+    # large batch, and each numpy call costs about a microsecond.
+    for j in range(idx.shape[0]):
+        r, q = idx[j] * NS, idx[j] * 3
+        acct[r : r + NS] = 0.0
+        acct[r + EQUITY] = 1.0
+        acct[r + PEAK] = 1.0
+        acct[r + ENTRY_EQ] = 1.0
+        acct[r + ENTRY_PX] = np.nan
+        clock[q + BAR] = starts[j]
+        clock[q + END] = ends[j]
+        clock[q + BARS_IN] = 0
+    if out.shape[0] > 0:
+        _obs_kernel(market, acct, clock, idx, out, idx)
 
 
 class Accounts:
@@ -216,12 +229,14 @@ class Accounts:
         self.params = params
         self.open = np.ascontiguousarray(open_, dtype=np.float64)
         self.close = np.ascontiguousarray(close, dtype=np.float64)
-        self.gap_ret = np.zeros_like(self.open)
-        self.gap_ret[1:] = self.open[1:] / self.close[:-1] - 1.0
-        self.bar_ret = self.close / self.open - 1.0
+        bars = np.zeros((len(self.open), 3))
+        bars[1:, 0] = self.open[1:] / self.close[:-1] - 1.0
+        bars[:, 1] = self.close / self.open - 1.0
+        bars[:, 2] = self.open
         self.n_features = features.shape[1]
         self.flat_features = np.ascontiguousarray(features, dtype=np.float32).reshape(-1)
         self.obs_size = params.window * self.n_features + ACCOUNT_FEATURES
+        self._market = (bars.reshape(-1), self.flat_features, self.n_features, params.window)
         self._kernel_params = (
             params.scheme,
             np.ascontiguousarray(params.levels, dtype=np.float64),
@@ -234,83 +249,67 @@ class Accounts:
             float(params.drawdown_penalty),
             float(params.sharpe_eta),
         )
-        self.t = np.zeros(n, dtype=np.int64)
-        self.end = np.zeros(n, dtype=np.int64)
-        self.pos = np.zeros(n)
-        self.equity = np.ones(n)
-        self.peak = np.ones(n)
-        self.entry_eq = np.ones(n)
-        self.entry_px = np.full(n, np.nan)
-        self.bars_in = np.zeros(n, dtype=np.int64)
-        self.dsr_a = np.zeros(n)
-        self.dsr_b = np.zeros(n)
+        # The public per-account arrays are (strided) column views of the packed records.
+        acct = np.zeros((n, NS))
+        clock = np.zeros((n, 3), dtype=np.int64)
+        self._acct, self._clock = acct.reshape(-1), clock.reshape(-1)
+        self.pos, self.equity, self.peak = acct[:, POS], acct[:, EQUITY], acct[:, PEAK]
+        self.entry_eq, self.entry_px = acct[:, ENTRY_EQ], acct[:, ENTRY_PX]
+        self.dsr_a, self.dsr_b = acct[:, DSR_A], acct[:, DSR_B]
+        self.t, self.end, self.bars_in = clock[:, BAR], clock[:, END], clock[:, BARS_IN]
+        self._flags = np.zeros((3, n), dtype=bool)
+        self.terminated, self.truncated, self.dones = self._flags
         self.rewards = np.zeros(n, dtype=np.float32)
-        self.terminated = np.zeros(n, dtype=bool)
-        self.truncated = np.zeros(n, dtype=bool)
-        self.dones = np.zeros(n, dtype=bool)
         self.n_done = 0
         self._no_obs = np.empty((0, self.obs_size), dtype=np.float32)
         # Per step and account: p_old, p_new, gap, cost and bar multipliers (see module doc).
         self.ledger = np.zeros((n if record else 0, 5))
+        self._results = (self.rewards, self._flags, self.ledger)
         self._all = np.arange(n, dtype=np.int64)
+        self.reset(self._all, self.t.copy(), self.end.copy())
 
-    def reset(self, idx: I64, starts: I64, ends: I64) -> None:
-        """Start accounts ``idx`` flat with equity 1 at bars ``starts``, ending at ``ends``."""
-        self.t[idx] = starts
-        self.end[idx] = ends
-        self.pos[idx] = 0.0
-        self.equity[idx] = 1.0
-        self.peak[idx] = 1.0
-        self.entry_eq[idx] = 1.0
-        self.entry_px[idx] = np.nan
-        self.bars_in[idx] = 0
-        self.dsr_a[idx] = 0.0
-        self.dsr_b[idx] = 0.0
+    def reset(self, idx: I64, starts: I64, ends: I64, out: F32 | None = None) -> None:
+        """Start accounts ``idx`` flat with equity 1 at bars ``starts``, ending at ``ends``.
 
-    def _bundles(self) -> tuple[Any, Any, Any]:
-        market = (
-            self.open,
-            self.gap_ret,
-            self.bar_ret,
-            self.flat_features,
-            self.n_features,
-            self.params.window,
+        With ``out`` ([N, obs_size]), also write their first observations into its rows idx.
+        """
+        _reset_kernel(
+            self._market,
+            self._acct,
+            self._clock,
+            np.asarray(idx, dtype=np.int64),
+            np.asarray(starts, dtype=np.int64),
+            np.asarray(ends, dtype=np.int64),
+            self._no_obs if out is None else out,
         )
-        state = (
-            self.t,
-            self.end,
-            self.pos,
-            self.equity,
-            self.peak,
-            self.entry_eq,
-            self.entry_px,
-            self.bars_in,
-            self.dsr_a,
-            self.dsr_b,
-        )
-        results = (self.rewards, self.terminated, self.truncated, self.dones, self.ledger)
-        return market, state, results
 
     def step(self, actions: I64) -> None:
         """Advance every account one bar; results land in rewards/terminated/truncated/ledger."""
-        market, state, results = self._bundles()
         self.n_done = _step_kernel(
-            actions, self._kernel_params, market, state, results, self._no_obs
+            actions,
+            self._kernel_params,
+            self._market,
+            self._acct,
+            self._clock,
+            self._results,
+            self._no_obs,
         )
 
     def step_observe(self, actions: I64) -> F32:
         """:meth:`step`, then :meth:`observe` of every account, in one pass."""
-        market, state, results = self._bundles()
+        # A fresh array each step: SB3 keeps references to the observations it is given.
         out = np.empty((self.n, self.obs_size), dtype=np.float32)
-        self.n_done = _step_kernel(actions, self._kernel_params, market, state, results, out)
+        self.n_done = _step_kernel(
+            actions, self._kernel_params, self._market, self._acct, self._clock, self._results, out
+        )
         return out
 
     def observe(self, idx: I64 | None = None) -> F32:
         """Observations of accounts ``idx`` (all by default), as a new float32 array."""
-        idx = self._all if idx is None else idx
+        idx = self._all if idx is None else np.asarray(idx, dtype=np.int64)
         out = np.empty((len(idx), self.obs_size), dtype=np.float32)
-        market, state, _ = self._bundles()
-        _obs_kernel(market, state, idx, out)
+        rows = self._all if idx is self._all else np.arange(len(idx), dtype=np.int64)
+        _obs_kernel(self._market, self._acct, self._clock, idx, out, rows)
         return out
 
     def actions_for_targets(self, targets: F64, idx: I64 | None = None) -> I64:

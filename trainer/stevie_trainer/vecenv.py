@@ -90,15 +90,19 @@ class VecTradingEnv(VecEnv):
         dones = acc.dones.copy()
         infos: list[dict[str, Any]] = [_NO_INFO] * self.num_envs
         if acc.n_done:
-            done_idx = np.flatnonzero(dones).astype(np.int64)
-            for i in done_idx:
+            done_idx = np.flatnonzero(dones)
+            # One copy for all terminal observations (rows of it stay valid when the
+            # restarts overwrite obs), and plain Python values fetched in bulk.
+            terminal = obs[done_idx]
+            truncated = acc.truncated[done_idx].tolist()  # never set together with terminated
+            equity = acc.equity[done_idx].tolist()
+            for j, i in enumerate(done_idx.tolist()):
                 infos[i] = {
-                    "terminal_observation": obs[i].copy(),
-                    "TimeLimit.truncated": bool(acc.truncated[i] and not acc.terminated[i]),
-                    "equity": float(acc.equity[i]),
+                    "terminal_observation": terminal[j],
+                    "TimeLimit.truncated": truncated[j],
+                    "equity": equity[j],
                 }
-            self._restart(done_idx)
-            obs[done_idx] = acc.observe(done_idx)
+            self._restart(done_idx, obs)
         return obs, acc.rewards.copy(), dones, infos
 
     def close(self) -> None:
@@ -134,11 +138,14 @@ class VecTradingEnv(VecEnv):
             return [indices]
         return list(indices) if isinstance(indices, Iterable) else [int(indices)]
 
-    def _restart(self, idx: npt.NDArray[np.int64]) -> None:
-        plans = [self.planner.plan(self._rngs[i]) for i in idx]
+    def _restart(
+        self, idx: npt.NDArray[np.intp], obs: npt.NDArray[np.float32] | None = None
+    ) -> None:
+        """New episodes for envs ``idx``; with ``obs``, their first observations go to its rows."""
+        plans = [self.planner.plan(self._rngs[i]) for i in idx.tolist()]
         starts = np.array([p[0] for p in plans], dtype=np.int64)
         ends = np.array([p[1] for p in plans], dtype=np.int64)
-        self.accounts.reset(idx, starts, ends)
+        self.accounts.reset(idx, starts, ends, obs)
 
     def actions_for_targets(self, targets: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
         return self.accounts.actions_for_targets(targets)
