@@ -169,7 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except KeyboardInterrupt:
-        print("stevie: interrupted", file=sys.stderr)
+        print(
+            "stevie: interrupted; checkpoints are kept: run the same command again to resume",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): not an error of ours. Python docs' recipe.

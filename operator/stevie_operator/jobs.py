@@ -46,6 +46,9 @@ def _fit(base: str, suffix: str, limit: int = NAME_LIMIT) -> str:
     return f"{head}-{digest}{suffix}"
 
 
+TRAINER_METRICS_PORT = 9090
+
+
 def job_name(name: str) -> str:
     """The deterministic name of a TrainingRun's trainer Job (a DNS label, <= 63 chars)."""
     return _fit(name, "-train")
@@ -150,6 +153,8 @@ def training_job(run: TrainingRun, namespace: str, config: OperatorConfig) -> di
         {"name": "STEVIE_RUN_NAME", "value": run.metadata.name},
         {"name": "STEVIE_RUN_NAMESPACE", "value": namespace},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
+        # The trainer serves Prometheus metrics here while it runs (a PodMonitor scrapes it).
+        {"name": "STEVIE_METRICS_PORT", "value": str(TRAINER_METRICS_PORT)},
         # The root file system is read-only: caches and config go to the /tmp emptyDir.
         {"name": "HOME", "value": TMP_MOUNT},
         {"name": "MPLCONFIGDIR", "value": f"{TMP_MOUNT}/matplotlib"},
@@ -161,6 +166,7 @@ def training_job(run: TrainingRun, namespace: str, config: OperatorConfig) -> di
         "command": ["python", "-m", "stevie_trainer", "train"],
         "args": ["--spec-json", "$(STEVIE_SPEC)", "--out", out],
         "env": env,
+        "ports": [{"name": "metrics", "containerPort": TRAINER_METRICS_PORT}],
         "resources": _resources(run),
         "volumeMounts": [{"name": "tmp", "mountPath": TMP_MOUNT}, *mounts],
         "securityContext": {

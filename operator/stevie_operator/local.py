@@ -28,6 +28,7 @@ from stevie_operator.config import OperatorConfig
 from stevie_operator.reconcile import Observed, Plan, reconcile_training_run, run_location
 from stevie_trainer import storage
 
+_POD_ONLY = ("HOME", "MPLCONFIGDIR", "STEVIE_METRICS_PORT")
 _VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
@@ -46,7 +47,10 @@ class LocalLauncher:
         argv = [_VAR.sub(lambda m: env.get(m.group(1), m.group(0)), a) for a in argv]
         if argv and argv[0] == "python":
             argv[0] = sys.executable  # the same interpreter as `stevie`, so the same install
-        child_env = os.environ | {k: v for k, v in env.items() if k not in ("HOME", "MPLCONFIGDIR")}
+        # Pod-only settings stay in the pod: a local run keeps the user's HOME, and serves
+        # metrics only if the user's own environment asks for it (no port clashes).
+        local = {k: v for k, v in env.items() if k not in _POD_ONLY}
+        child_env = os.environ | local
         self.name = job["metadata"]["name"]
         self.started = datetime.now(UTC)
         self.proc = subprocess.Popen(argv, env=child_env)

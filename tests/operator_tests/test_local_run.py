@@ -82,3 +82,33 @@ def test_stevie_run_rejects_a_bad_file_before_running_anything(tmp_path: Path) -
     assert done.stderr.strip().startswith("stevie: error: ")
     assert "spec.nEnvs" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_trainer_and_a_rerun_resumes(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    file = tmp_path / "tiny.yaml"
+    file.write_text(TINY.replace("totalTimesteps: 2048", "totalTimesteps: 16384"))
+    data = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stevie_operator.cli", "run", str(file), "--data-dir", str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    checkpoints = data / "default" / "trainingruns" / "tiny" / "checkpoints"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(checkpoints.glob("*/state.json")):
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "run the same command again to resume" in err and "Traceback" not in err
+
+    again = stevie_run(str(file), "--data-dir", str(data))
+    assert again.returncode == 0, again.stderr
+    assert "resuming from checkpoint at" in again.stdout
+    assert final_status(again.stdout)["status"]["progress"]["timesteps"] == 16384  # type: ignore[index]

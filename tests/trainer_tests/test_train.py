@@ -185,3 +185,23 @@ def test_prepare_reports_a_too_short_split_in_one_line() -> None:
     with pytest.raises(ValueError, match=r"test split of STOCKS_GOOGL\.csv has 1 bars") as err:
         prepare(spec)
     assert "\n" not in str(err.value)
+
+
+def test_a_run_with_s3_artifacts_trains_and_resumes(tmp_path: Path, s3_server: Any) -> None:
+    """Everything under an s3:// prefix on a real S3-speaking server (moto over HTTP)."""
+    out = s3_server.uri("runs/tiny")
+    first = tiny_spec(totalTimesteps=1024, evaluation={"evalFreq": 512})
+    result = train(first, out, log=lambda _: None)
+    listed = s3_server.client.list_objects_v2(Bucket=s3_server.bucket, Prefix="runs/tiny/")
+    keys = {o["Key"].removeprefix("runs/tiny/") for o in listed["Contents"]}
+    assert {"model.zip", "final.zip", "result.json", "progress.json", "equity.png"} <= keys
+    assert any(k.startswith("checkpoints/ckpt-") and k.endswith("/state.json") for k in keys)
+    assert any(k.startswith("tensorboard/") for k in keys)  # uploaded from a scratch folder
+    assert result["artifacts"]["model"] == f"{out}/model.zip"
+
+    # Pretend the run was cut short: drop its result, then train on from its checkpoint.
+    s3_server.client.delete_object(Bucket=s3_server.bucket, Key="runs/tiny/result.json")
+    messages: list[str] = []
+    resumed = train(first, out, log=messages.append)
+    assert any(m.startswith("resuming from checkpoint at 1,024") for m in messages)
+    assert resumed["timesteps"] == 1024

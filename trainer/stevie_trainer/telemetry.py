@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
@@ -53,7 +54,11 @@ class TrainerMetrics:
             if not env:
                 return None
             port = int(env)
-        start_http_server(port, registry=self.registry)
+        try:
+            start_http_server(port, registry=self.registry)
+        except OSError as err:  # metrics are an aid: never fail a training run for them
+            print(f"metrics server not started on :{port}: {err}", file=sys.stderr)
+            return None
         return port
 
     def update(self, progress: dict[str, Any]) -> None:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import io
 import platform
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,14 +103,16 @@ def train(
     )
     env.planner.set_starts(prepared.train_starts)
     venv = VecMonitor(env)
-    tb_dir = storage.local_path(store.uri("tensorboard"))
+    # TensorBoard writes local files: straight into a local run folder, or into a scratch
+    # folder uploaded under <out>/tensorboard/ at the end for an s3:// run.
+    tb_local = storage.local_path(store.uri("tensorboard"))
+    tb_dir = tb_local or Path(tempfile.mkdtemp(prefix="stevie-tb-"))
     bc_report: dict[str, Any] | None = None
 
     checkpoint = store.latest_checkpoint()
     if checkpoint is not None:
         model = load_model(spec, checkpoint.model_bytes(), venv)
-        if tb_dir is not None:
-            model.tensorboard_log = str(tb_dir)
+        model.tensorboard_log = str(tb_dir)
         replay = checkpoint.replay_bytes()
         if replay is not None:
             model.load_replay_buffer(io.BytesIO(replay))  # type: ignore[attr-defined]
@@ -117,7 +122,7 @@ def train(
         state.resumed_from.append(checkpoint.timesteps)
         say(f"resuming from checkpoint at {checkpoint.timesteps:,} timesteps")
     else:
-        model = build_model(spec, venv, tensorboard_log=str(tb_dir) if tb_dir else None)
+        model = build_model(spec, venv, tensorboard_log=str(tb_dir))
         if spec.behaviour_cloning.enabled:
             bc_report = behaviour_cloning(model, prepared, say)
 
@@ -151,6 +156,8 @@ def train(
         train_seconds = time.monotonic() - t0
         checkpoints.save()
     store.write_bytes("final.zip", save_model(model))
+    if tb_local is None:
+        upload_tree(tb_dir, store.uri("tensorboard"))
     result = report(prepared, store, state, model, bc_report)
     result["timings"] = {
         "total_seconds": round(time.monotonic() - started, 2),
@@ -159,6 +166,13 @@ def train(
     store.write_json("result.json", result)
     say(result_table(result))
     return result
+
+
+def upload_tree(folder: Path, uri: str) -> None:
+    """Copy every file under ``folder`` to ``uri`` (same relative paths), then remove it."""
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        storage.write_bytes(storage.join(uri, *path.relative_to(folder).parts), path.read_bytes())
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def behaviour_cloning(model: BaseAlgorithm, prepared: Prepared, say: Any) -> dict[str, Any]:
