@@ -9,12 +9,12 @@ from typing import Any
 from stevie_api.market import DataSpec, EnvSpec, ExpertSpec
 from stevie_trainer import storage
 from stevie_trainer.baselines import BASELINES, Policy, make_baseline
-from stevie_trainer.data import load_ohlcv
 from stevie_trainer.evaluate import Episode, run_policy
 from stevie_trainer.market import MarketData
 from stevie_trainer.metrics import Performance, annualisation_note, format_table
 from stevie_trainer.plots import equity_png
-from stevie_trainer.splits import split_bounds, summarize
+from stevie_trainer.prepare import data_splits, load_market
+from stevie_trainer.splits import summarize
 
 SPLITS = ("train", "validation", "test", "all")
 
@@ -91,26 +91,15 @@ def run_backtest(
     """Backtest ``policy`` next to every baseline over ``split`` of ``data``."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    frame = load_ohlcv(data.uri)
-    label = name or data.symbol or storage.basename(data.uri)
-    market = MarketData.from_frame(
-        frame, env, name=label, bars_per_year_override=data.bars_per_year
-    )
-    sp = data.split
-    bounds = split_bounds(
-        market.index,
-        train_fraction=sp.train_fraction,
-        validation_fraction=sp.validation_fraction,
-        validation_start=sp.validation_start,
-        test_start=sp.test_start,
-    ).get(split)
+    frame, market = load_market(data, env, name)
+    bounds = data_splits(market, data).get(split)
     order = [policy] + [b for b in BASELINES if b != policy]
     policies: list[Policy] = [
         make_baseline(p, market.features.indicators, expert, seed=seed) for p in order
     ]
     source = "set in spec" if data.bars_per_year else "measured from data"
     report = BacktestReport(
-        name=label,
+        name=market.name,
         policy=policy,
         split=split,
         data=summarize(frame) | {"uri": data.uri},

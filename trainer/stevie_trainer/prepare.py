@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from stevie_api.market import DataSpec, EnvSpec
 from stevie_api.training import TrainingRunSpec
 from stevie_trainer import storage
 from stevie_trainer.augment import augment_copies, describe
@@ -40,19 +41,22 @@ class Prepared:
         return episode_starts(self.ranges, self.spec.env.episode_length)
 
 
-def load_market(spec: TrainingRunSpec, name: str | None = None) -> tuple[pd.DataFrame, MarketData]:
-    frame = load_ohlcv(spec.data.uri)
-    label = name or spec.data.symbol or storage.basename(spec.data.uri)
+def load_market(
+    data: DataSpec, env: EnvSpec, name: str | None = None
+) -> tuple[pd.DataFrame, MarketData]:
+    """The data of a spec, loaded, validated and prepared for ``env`` (features, windows)."""
+    frame = load_ohlcv(data.uri)
+    label = name or data.symbol or storage.basename(data.uri)
     market = MarketData.from_frame(
-        frame, spec.env, name=label, bars_per_year_override=spec.data.bars_per_year
+        frame, env, name=label, bars_per_year_override=data.bars_per_year
     )
     return frame, market
 
 
-def prepare(spec: TrainingRunSpec, name: str | None = None) -> Prepared:
-    frame, market = load_market(spec, name)
-    sp = spec.data.split
-    splits = split_bounds(
+def data_splits(market: MarketData, data: DataSpec) -> SplitBounds:
+    """The spec's chronological train/validation/test split of ``market``."""
+    sp = data.split
+    return split_bounds(
         market.index,
         train_fraction=sp.train_fraction,
         validation_fraction=sp.validation_fraction,
@@ -60,6 +64,11 @@ def prepare(spec: TrainingRunSpec, name: str | None = None) -> Prepared:
         test_start=sp.test_start,
         source=market.name,
     )
+
+
+def prepare(spec: TrainingRunSpec, name: str | None = None) -> Prepared:
+    frame, market = load_market(spec.data, spec.env, name)
+    splits = data_splits(market, spec.data)
     lo, hi = splits.train
     # Fail early, with the data's own words, if a split is too short to trade.
     for split in ("train", "validation", "test"):
