@@ -10,7 +10,6 @@ status if it changed, post one Event per transition.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,8 +23,8 @@ from stevie_operator.config import OperatorConfig
 from stevie_operator.jobs import MANAGED_BY, job_name
 from stevie_operator.kube import KubeClient, object_path
 from stevie_operator.metrics import OperatorMetrics
+from stevie_operator.outputs import read_outputs
 from stevie_operator.reconcile import Observed, Plan, reconcile_training_run, run_location
-from stevie_trainer import storage
 
 __all__ = ["Runtime", "main", "reconcile", "register"]
 
@@ -61,21 +60,6 @@ def runtime(memo: Any) -> Runtime:
         found = Runtime(OperatorConfig.from_env(), OperatorMetrics())
         memo[RUNTIME_KEY] = found
     return found
-
-
-def _read_json(uri: str) -> dict[str, Any] | None:
-    try:
-        data = json.loads(storage.read_text(uri))
-    except (storage.StorageError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def read_outputs(uri: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(progress.json, result.json) of a run, None where absent or unreadable."""
-    return _read_json(storage.join(uri, "progress.json")), _read_json(
-        storage.join(uri, "result.json")
-    )
 
 
 async def _plan(rt: Runtime, body: Mapping[str, Any], job: Mapping[str, Any] | None) -> Plan:

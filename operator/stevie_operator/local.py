@@ -9,7 +9,6 @@ Ctrl-C stops the trainer (its checkpoints stay); running the same file again res
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -25,6 +24,7 @@ import yaml
 
 from stevie_api.loader import load_resources
 from stevie_operator.config import OperatorConfig
+from stevie_operator.outputs import read_json
 from stevie_operator.reconcile import Observed, Plan, reconcile_training_run, run_location
 from stevie_trainer import storage
 
@@ -93,16 +93,6 @@ class LocalLauncher:
                 self.proc.wait()
 
 
-def _read_json(uri: str | None, name: str) -> dict[str, Any] | None:
-    if uri is None:
-        return None
-    target = storage.join(uri, name)
-    if not storage.exists(target):
-        return None
-    value = json.loads(storage.read_text(target))
-    return value if isinstance(value, dict) else None
-
-
 def run_training_run(
     resource: dict[str, Any],
     config: OperatorConfig,
@@ -120,8 +110,10 @@ def run_training_run(
             observed = Observed(
                 now=datetime.now(UTC),
                 job=launcher.job(),
-                progress=_read_json(uri, "progress.json"),
-                result=_read_json(uri, "result.json") if launcher.finished else None,
+                progress=read_json(storage.join(uri, "progress.json")) if uri else None,
+                result=read_json(storage.join(uri, "result.json"))
+                if uri and launcher.finished
+                else None,
             )
             plan: Plan = reconcile_training_run(resource, observed, config)
             resource["status"] = plan.status
