@@ -10,9 +10,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullLocator
 
 from stevie_trainer.evaluate import Episode
+
+_LOG_SUBS = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
 
 # Stable colours per policy so every report reads the same way.
 COLOURS = {
@@ -35,8 +37,10 @@ def equity_png(episodes: Mapping[str, Episode], *, title: str, note: str = "") -
         drawdown = ep.equity / np.maximum.accumulate(ep.equity) - 1.0
         ax_dd.plot(ep.timestamps, 100.0 * drawdown, color=colour, linewidth=1.0)
     ax_eq.set_yscale("log")
+    # Readable ticks on the log axis at 1, 1.25, 1.5, 2, ... (and 0.5, 0.6, ... below 1).
+    ax_eq.yaxis.set_major_locator(LogLocator(base=10.0, subs=_LOG_SUBS))
+    ax_eq.yaxis.set_minor_locator(NullLocator())
     ax_eq.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
-    ax_eq.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
     ax_eq.set_ylabel("equity (start = 1, log scale)")
     ax_eq.axhline(1.0, color="black", linewidth=0.6, linestyle=":")
     ax_eq.legend(loc="upper left")
