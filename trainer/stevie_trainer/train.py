@@ -7,12 +7,10 @@ to ``totalTimesteps``. A run directory belongs to one spec: a different spec is 
 
 from __future__ import annotations
 
-import io
 import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,30 +19,25 @@ import stable_baselines3
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import VecMonitor
 
 import stevie_trainer
 from stevie_api.training import TrainingRunSpec
 from stevie_trainer import storage
-from stevie_trainer.agent import AgentPolicy, build_model, load_model, save_model
+from stevie_trainer.agent import AgentPolicy, load_model, save_model
 from stevie_trainer.artifacts import RunStore, utc_now
 from stevie_trainer.baselines import BASELINES, make_baseline
-from stevie_trainer.bc import Demonstrations, collect_demonstrations, pretrain
 from stevie_trainer.callbacks import (
     CheckpointCallback,
-    CurriculumCallback,
     ProgressCallback,
     RunState,
     ValidationCallback,
-    restore_rng_state,
 )
 from stevie_trainer.evaluate import Episode, run_policy
 from stevie_trainer.metrics import annualisation_note, format_table
 from stevie_trainer.plots import equity_png
-from stevie_trainer.prepare import Prepared, prepare
-from stevie_trainer.stages import make_curriculum, regime_start_pools
+from stevie_trainer.prepare import Prepared
+from stevie_trainer.session import open_session
 from stevie_trainer.telemetry import TrainerMetrics
-from stevie_trainer.vecenv import VecTradingEnv
 
 
 class RunConflictError(ValueError):
@@ -78,7 +71,6 @@ def train(
 ) -> dict[str, Any]:
     """Train (or resume, or return the finished result of) the run under ``out``."""
     say = log or (lambda message: print(message, flush=True))
-    torch.set_num_threads(1)
     store = RunStore(out)
     done = store.read_json("result.json")
     claim(store, spec)
@@ -86,79 +78,40 @@ def train(
         say(f"{store.out}: already finished; result.json is up to date")
         return done
     started = time.monotonic()
-    prepared = prepare(spec, name)
-    state = RunState(total_timesteps=spec.total_timesteps)
-    metrics = TrainerMetrics(prepared.market.name)
-    port = metrics.serve()
-    if port:
-        say(f"metrics on :{port}/metrics")
-
-    env = VecTradingEnv(
-        prepared.train_market,
-        spec.env,
-        spec.n_envs,
-        bounds=prepared.train_bounds,
-        seed=spec.seed,
-        split_name="train split",
-    )
-    env.planner.set_starts(prepared.train_starts)
-    venv = VecMonitor(env)
     # TensorBoard writes local files: straight into a local run folder, or into a scratch
     # folder uploaded under <out>/tensorboard/ at the end for an s3:// run.
     tb_local = storage.local_path(store.uri("tensorboard"))
     tb_dir = tb_local or Path(tempfile.mkdtemp(prefix="stevie-tb-"))
-    bc_report: dict[str, Any] | None = None
-
-    checkpoint = store.latest_checkpoint()
-    if checkpoint is not None:
-        model = load_model(spec, checkpoint.model_bytes(), venv)
-        model.tensorboard_log = str(tb_dir)
-        replay = checkpoint.replay_bytes()
-        if replay is not None:
-            model.load_replay_buffer(io.BytesIO(replay))  # type: ignore[attr-defined]
-        state.load(checkpoint.state.get("run", {}))
-        restore_rng_state(checkpoint.state["rng"])
-        bc_report = checkpoint.state.get("bc")
-        state.resumed_from.append(checkpoint.timesteps)
-        say(f"resuming from checkpoint at {checkpoint.timesteps:,} timesteps")
-    else:
-        model = build_model(spec, venv, tensorboard_log=str(tb_dir))
-        if spec.behaviour_cloning.enabled:
-            bc_report = behaviour_cloning(model, prepared, say)
-
-    extra_state = lambda: {"bc": bc_report}  # noqa: E731
-    checkpoints = CheckpointCallback(
-        store, state, spec.checkpoint.interval_steps, spec.checkpoint.keep, extra_state
+    session = open_session(
+        spec, say, name=name, checkpoint=store.latest_checkpoint(), tensorboard_log=str(tb_dir)
     )
+    metrics = TrainerMetrics(session.prepared.market.name)
+    port = metrics.serve()
+    if port:
+        say(f"metrics on :{port}/metrics")
+    state = session.state
+    checkpoints = CheckpointCallback(
+        store,
+        state,
+        spec.checkpoint.interval_steps,
+        spec.checkpoint.keep,
+        lambda: {"bc": session.bc_report},
+    )
+    curriculum, stage = session.curriculum()
     callbacks: list[BaseCallback] = [
-        ValidationCallback(prepared, store, state, spec.evaluation.eval_freq),
+        ValidationCallback(session.prepared, store, state, spec.evaluation.eval_freq),
         checkpoints,
+        *curriculum,
+        ProgressCallback(store, state, metrics, stage=stage),
     ]
-    stage: Callable[[], str | None] = lambda: None  # noqa: E731
-    if spec.curriculum.enabled:
-        curriculum = make_curriculum(prepared)
-        if state.curriculum is not None:
-            curriculum.load_state_dict(state.curriculum)
-        pools = regime_start_pools(prepared)
-        callbacks.append(CurriculumCallback(curriculum, pools, env.planner.set_starts, state))
-        stage = lambda: curriculum.stage_name  # noqa: E731
-    callbacks.append(ProgressCallback(store, state, metrics, stage=stage))
-    remaining = spec.total_timesteps - model.num_timesteps
-    train_seconds = 0.0
-    if remaining > 0:
-        t0 = time.monotonic()
-        model.learn(
-            remaining,
-            callback=callbacks,
-            reset_num_timesteps=False,
-            tb_log_name="run",
-        )
-        train_seconds = time.monotonic() - t0
+    t0 = time.monotonic()
+    if session.learn(callbacks):
         checkpoints.save()
-    store.write_bytes("final.zip", save_model(model))
+    train_seconds = time.monotonic() - t0
+    store.write_bytes("final.zip", save_model(session.model))
     if tb_local is None:
         upload_tree(tb_dir, store.uri("tensorboard"))
-    result = report(prepared, store, state, model, bc_report)
+    result = report(session.prepared, store, state, session.model, session.bc_report)
     result["timings"] = {
         "total_seconds": round(time.monotonic() - started, 2),
         "train_seconds_this_process": round(train_seconds, 2),
@@ -173,33 +126,6 @@ def upload_tree(folder: Path, uri: str) -> None:
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         storage.write_bytes(storage.join(uri, *path.relative_to(folder).parts), path.read_bytes())
     shutil.rmtree(folder, ignore_errors=True)
-
-
-def behaviour_cloning(model: BaseAlgorithm, prepared: Prepared, say: Any) -> dict[str, Any]:
-    """Expert demonstrations on every training segment, then BC into the PPO policy."""
-    spec = prepared.spec
-    # About one pass over each segment's bars (at least 256 decisions per environment).
-    parts = [
-        collect_demonstrations(
-            prepared.train_market,
-            spec.env,
-            spec.expert,
-            (first, last + 1),
-            n_envs=spec.n_envs,
-            steps=max(256, min(2000, (last - first) // spec.n_envs + 1)),
-            seed=spec.seed + k,
-        )
-        for k, (first, last) in enumerate(prepared.ranges)
-    ]
-    demos = Demonstrations.concatenate(parts)
-    say(f"behaviour cloning on {len(demos):,} expert decisions")
-    result = pretrain(model, demos, spec.behaviour_cloning, seed=spec.seed).to_dict()
-    say(
-        "behaviour cloning: validation accuracy "
-        f"{result.get('validation_accuracy', float('nan')):.1%}, TV distance "
-        f"{result.get('tv_distance_greedy', float('nan')):.3f}"
-    )
-    return result
 
 
 def report(
