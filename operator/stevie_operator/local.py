@@ -22,7 +22,9 @@ from typing import Any
 
 import yaml
 
+from stevie_api.hpo import HPOStudy
 from stevie_api.loader import load_resources
+from stevie_api.training import TrainingRun
 from stevie_operator.config import OperatorConfig
 from stevie_operator.outputs import read_json
 from stevie_operator.reconcile import Observed, Plan, reconcile_training_run, run_location
@@ -140,16 +142,21 @@ def run_file(path: Path, data_dir: Path, *, say: Callable[[str], None] = print) 
     config = OperatorConfig(storage_uri=data_dir.resolve().as_uri())
     failed = 0
     for res in resources:
-        if res.kind != "TrainingRun":
+        if isinstance(res, HPOStudy):
+            from stevie_operator.local_hpo import run_hpo_study
+
+            done = run_hpo_study(res, data_dir, say=say)
+        elif isinstance(res, TrainingRun):
+            doc = res.model_dump(by_alias=True, exclude_none=True, mode="json")
+            doc["metadata"].setdefault("namespace", "default")
+            doc["metadata"].setdefault("generation", 1)
+            say(f"TrainingRun/{res.metadata.name}: artifacts in {run_location(doc, config)}")
+            done = run_training_run(doc, config, say=say)
+        else:
             raise ValueError(
-                f"{path}: {res.kind}/{res.metadata.name}: `stevie run` runs TrainingRuns so "
-                f"far; {res.kind} is not supported yet"
+                f"{path}: {res.kind}/{res.metadata.name}: `stevie run` runs TrainingRuns and "
+                f"HPOStudies so far; {res.kind} is not supported yet"
             )
-        doc = res.model_dump(by_alias=True, exclude_none=True, mode="json")
-        doc["metadata"].setdefault("namespace", "default")
-        doc["metadata"].setdefault("generation", 1)
-        say(f"TrainingRun/{res.metadata.name}: artifacts in {run_location(doc, config)}")
-        done = run_training_run(doc, config, say=say)
         print(yaml.safe_dump(done, sort_keys=False), end="")
         failed += done.get("status", {}).get("phase") != "Succeeded"
     return 1 if failed else 0

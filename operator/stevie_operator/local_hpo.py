@@ -1,0 +1,172 @@
+"""``stevie run`` of an HPOStudy: the study controller with local trial processes.
+
+The controller loop (the operator will drive the same steps with Jobs): count the trials;
+stop when the study is over; ask as many new trials as ``parallelism`` allows; start a
+``python -m stevie_trainer trial`` process per running trial that has none; mark a trial
+failed when its process died without telling the study. Trials share one Optuna
+JournalStorage file, so a rerun continues the study: finished trials are kept, running
+ones are restarted (each resumes its finished seeds). At the end: the significance test of
+the best configuration against the default one, and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from stevie_api.hpo import HPOStudy, HPOStudyStatus
+from stevie_trainer.study import (
+    ask_count,
+    ask_trials,
+    best_trials,
+    mark_failed,
+    open_study,
+    running_trials,
+    storage_location,
+    study_phase,
+    study_summary,
+    trial_counts,
+)
+
+
+class TrialProcesses:
+    """One ``python -m stevie_trainer trial`` subprocess per running trial."""
+
+    def __init__(self, spec_file: Path, storage: str, study_dir: Path) -> None:
+        self.spec_file = spec_file
+        self.storage = storage
+        self.study_dir = study_dir
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(self, number: int, name: str) -> None:
+        log = (self.study_dir / f"{name}.log").open("ab")
+        cmd = [sys.executable, "-m", "stevie_trainer", "trial"]
+        cmd += ["--study-spec", str(self.spec_file), "--storage", self.storage]
+        cmd += ["--trial-number", str(number), "--out", str(self.study_dir / name)]
+        self.procs[number] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+    def exit_code(self, number: int) -> int | None:
+        proc = self.procs.get(number)
+        return None if proc is None else proc.poll()
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            proc.wait()
+
+
+def _describe(status: HPOStudyStatus) -> str:
+    t = status.trials
+    counts = (
+        f"{t.completed} completed, {t.pruned} pruned, {t.failed} failed, {t.running} running"
+        if t
+        else "no trials"
+    )
+    best = (
+        f"; best {status.best_value:.3f} (trial {status.best_trial})"
+        if status.best_value is not None
+        else ""
+    )
+    return f"trials: {counts}{best}"
+
+
+def run_hpo_study(
+    study: HPOStudy,
+    data_dir: Path,
+    *,
+    poll_seconds: float = 1.0,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the study to its end with local processes; return the resource with its status."""
+    spec = study.spec
+    name = study.metadata.name
+    namespace = study.metadata.namespace or "default"
+    study_dir = (data_dir / namespace / "hpostudies" / name).resolve()
+    study_dir.mkdir(parents=True, exist_ok=True)
+    doc = study.model_dump(by_alias=True, exclude_none=True, mode="json")
+    spec_file = study_dir / "study.json"
+    spec_file.write_text(json.dumps(doc, indent=2))
+    storage = storage_location(spec, str(study_dir))
+    optuna_study = open_study(spec, name, storage)
+    trials = TrialProcesses(spec_file, storage, study_dir)
+    started = datetime.now(UTC)
+    say(f"HPOStudy/{name}: study storage {storage}; trial logs in {study_dir}")
+    last = ""
+    try:
+        while True:
+            counts = trial_counts(optuna_study)
+            phase = study_phase(counts, spec)
+            if phase is not None:
+                break
+            ask_trials(optuna_study, spec, ask_count(counts, spec), name)
+            for trial in running_trials(optuna_study, name):
+                code = trials.exit_code(trial.number)
+                if trial.number not in trials.procs:
+                    trials.start(trial.number, trial.name)
+                elif code is not None:
+                    # The process ended but the trial is still RUNNING: it died untold.
+                    mark_failed(optuna_study, trial.number, f"trial process exited with {code}")
+            line = _describe(study_summary(optuna_study))
+            if line != last:
+                say(line)
+                last = line
+            time.sleep(poll_seconds)
+    except KeyboardInterrupt:
+        trials.stop()
+        raise
+    status = study_summary(optuna_study)
+    status.phase = phase
+    status.observed_generation = study.metadata.generation or 1
+    status.start_time = started
+    if phase == "Succeeded" and best_trials(optuna_study):
+        status = finish(study, optuna_study, study_dir, status, say)
+    status.completion_time = datetime.now(UTC)
+    ok = phase == "Succeeded"
+    reason = "StudySucceeded" if ok else "TooManyFailedTrials"
+    status.message = _describe(status)
+    for type_, value in (("Ready", ok), ("Succeeded", ok), ("Failed", not ok)):
+        status.set_condition(type_, "True" if value else "False", reason, status.message)
+    status.set_condition("Progressing", "False", reason, status.message)
+    status.set_condition("Degraded", "True" if not ok else "False", reason, status.message)
+    doc["status"] = status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return doc
+
+
+def finish(
+    study: HPOStudy,
+    optuna_study: Any,
+    study_dir: Path,
+    status: HPOStudyStatus,
+    say: Callable[[str], None],
+) -> HPOStudyStatus:
+    """Significance (best vs default over fresh seeds), then the report and plots."""
+    from stevie_trainer.hpo_report import write_report
+    from stevie_trainer.significance import run_significance
+
+    spec = study.spec
+    out = str(study_dir)
+    best = best_trials(optuna_study)[0]
+    say(f"best trial {best.number}: {dict(best.params)}")
+    significance = None
+    if spec.significance.enabled:
+        say(f"re-training best and default configurations over {spec.significance.seeds} seeds")
+        comparison = run_significance(
+            spec, dict(best.params), str(study_dir / "significance"), log=lambda _: None
+        )
+        say(comparison.sentence())
+        significance = comparison.to_dict()
+        status.significance = comparison.to_status()
+    uris = write_report(optuna_study, spec, out, study.metadata.name, significance=significance)
+    status.results_uri = uris["optimization_results.json"]
+    status.report_uri = uris["optimization_report.txt"]
+    say(f"report: {status.report_uri}")
+    return status
