@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal, cast
 
 import gymnasium as gym
@@ -47,10 +48,31 @@ class EpisodePlanner:
         self.starts = starts
 
     def plan(self, rng: np.random.Generator) -> tuple[int, int]:
+        """The (start, end) bars of the next episode of the environment drawing from ``rng``."""
+        starts, ends = self.plan_many([rng])
+        return int(starts[0]), int(ends[0])
+
+    def plan_many(
+        self, rngs: Sequence[np.random.Generator]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """:meth:`plan` for several environments at once, one draw from each of ``rngs``.
+
+        The single and the batched environment both come here, so a seeded TradingEnv and
+        the same-seeded slot of a VecTradingEnv draw the same episodes.
+        """
+        n = len(rngs)
         if self.mode == "eval":
-            return self.first, self.last
-        start = int(self.starts[rng.integers(0, len(self.starts))])
-        return start, start + self.length
+            return np.full(n, self.first, dtype=np.int64), np.full(n, self.last, dtype=np.int64)
+        # One uniform index per environment, floor(u * m) with u = rng.random(): u is j / 2^53
+        # for a uniform integer j, so each of the m candidates gets floor or ceil of 2^53 / m
+        # of the j's (rounding of u * m moves at most a couple of j's across each boundary):
+        # a relative bias of order m / 2^53, nil for any real m. u <= 1 - 2^-53 keeps u * m
+        # below m; the minimum only guards that. Why not rng.integers: ~1.1 us a call against
+        # ~0.4 us, and a batch of 1024 environments restarts up to 1024 at once.
+        m = len(self.starts)
+        u = np.array([rng.random() for rng in rngs])
+        starts = self.starts[np.minimum((u * m).astype(np.int64), m - 1)]
+        return starts, starts + self.length
 
 
 class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):

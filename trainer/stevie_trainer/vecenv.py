@@ -142,9 +142,8 @@ class VecTradingEnv(VecEnv):
         self, idx: npt.NDArray[np.intp], obs: npt.NDArray[np.float32] | None = None
     ) -> None:
         """New episodes for envs ``idx``; with ``obs``, their first observations go to its rows."""
-        plans = [self.planner.plan(self._rngs[i]) for i in idx.tolist()]
-        starts = np.array([p[0] for p in plans], dtype=np.int64)
-        ends = np.array([p[1] for p in plans], dtype=np.int64)
+        rngs = self._rngs
+        starts, ends = self.planner.plan_many([rngs[i] for i in idx.tolist()])
         self.accounts.reset(idx, starts, ends, obs)
 
     def actions_for_targets(self, targets: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
