@@ -81,11 +81,13 @@ def metric_summary(data: Any) -> MetricSummary | None:
     if not isinstance(data, Mapping):
         return None
     trades = data.get("trades")
+    # The trainer's metrics follow empyrical (drawdown <= 0); the API states a positive fraction.
+    drawdown = finite(data.get("max_drawdown", data.get("maxDrawdown")))
     return MetricSummary(
         sharpe=finite(data.get("sharpe")),
         sortino=finite(data.get("sortino")),
         total_return=finite(data.get("total_return", data.get("totalReturn"))),
-        max_drawdown=finite(data.get("max_drawdown", data.get("maxDrawdown"))),
+        max_drawdown=None if drawdown is None else abs(drawdown),
         win_rate=finite(data.get("win_rate", data.get("winRate"))),
         trades=(
             int(trades)

@@ -253,3 +253,10 @@ def test_merge_patch_removes_and_replaces() -> None:
     new = {"a": 1, "b": {"c": 2, "d": 4}, "e": [1, 2]}
     assert merge_patch(old, new) == {"b": {"d": 4}, "e": [1, 2], "gone": None}
     assert merge_patch(new, new) == {}
+
+
+def test_status_drawdown_is_a_positive_fraction_as_the_api_states() -> None:
+    from stevie_operator.status import metric_summary
+
+    summary = metric_summary({"sharpe": 1.0, "max_drawdown": -0.25, "trades": 3})
+    assert summary is not None and summary.max_drawdown == 0.25
