@@ -76,25 +76,39 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
 
 
-class ValidationCallback(BaseCallback):
-    """Every ``every`` steps: a deterministic pass over the validation split; the best model
-    by validation Sharpe is saved as model.zip (model selection uses validation only)."""
+class PeriodicCallback(BaseCallback):
+    """Calls :meth:`fire` every ``every`` timesteps, counted from where training (re)starts."""
 
-    def __init__(self, prepared: Prepared, store: RunStore, state: RunState, every: int):
+    def __init__(self, every: int):
         super().__init__()
-        self.prepared = prepared
-        self.store = store
-        self.state = state
         self.every = every
         self.last = 0
+
+    def fire(self) -> None:
+        raise NotImplementedError
 
     def _on_training_start(self) -> None:
         self.last = self.num_timesteps
 
     def _on_step(self) -> bool:
         if self.num_timesteps - self.last >= self.every:
-            self.evaluate()
+            self.last = self.num_timesteps
+            self.fire()
         return True
+
+
+class ValidationCallback(PeriodicCallback):
+    """Every ``every`` steps: a deterministic pass over the validation split; the best model
+    by validation Sharpe is saved as model.zip (model selection uses validation only)."""
+
+    def __init__(self, prepared: Prepared, store: RunStore, state: RunState, every: int):
+        super().__init__(every)
+        self.prepared = prepared
+        self.store = store
+        self.state = state
+
+    def fire(self) -> None:
+        self.evaluate()
 
     def _on_training_end(self) -> None:
         if self.num_timesteps != self.last:
@@ -119,20 +133,19 @@ class ValidationCallback(BaseCallback):
             if value is not None:
                 self.logger.record(f"validation/{key}", value)
         best = self.state.best_sharpe
-        if not math.isnan(sharpe) and (best is None or sharpe > best):
-            self.state.best_sharpe = sharpe
-            self.state.best_timesteps = self.num_timesteps
-            self.state.best_validation = metrics
-            self.store.write_bytes("model.zip", save_model(self.model))
-        elif best is None and self.state.best_timesteps is None:
-            # No defined Sharpe yet (e.g. the agent never traded): keep the first model.
+        improved = not math.isnan(sharpe) and (best is None or sharpe > best)
+        # With no defined Sharpe yet (e.g. the agent never traded), keep the first model.
+        first = best is None and self.state.best_timesteps is None
+        if improved or first:
+            if improved:
+                self.state.best_sharpe = sharpe
             self.state.best_timesteps = self.num_timesteps
             self.state.best_validation = metrics
             self.store.write_bytes("model.zip", save_model(self.model))
         return perf
 
 
-class CheckpointCallback(BaseCallback):
+class CheckpointCallback(PeriodicCallback):
     """Every ``every`` steps: model + optimizer, DQN replay buffer, RNG and run state."""
 
     def __init__(
@@ -143,21 +156,14 @@ class CheckpointCallback(BaseCallback):
         keep: int,
         extra_state: Callable[[], dict[str, Any]],
     ):
-        super().__init__()
+        super().__init__(every)
         self.store = store
         self.state = state
-        self.every = every
         self.keep = keep
         self.extra_state = extra_state
-        self.last = 0
 
-    def _on_training_start(self) -> None:
-        self.last = self.num_timesteps
-
-    def _on_step(self) -> bool:
-        if self.num_timesteps - self.last >= self.every:
-            self.save()
-        return True
+    def fire(self) -> None:
+        self.save()
 
     def save(self) -> None:
         self.last = self.num_timesteps
