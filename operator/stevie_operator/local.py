@@ -24,6 +24,7 @@ import yaml
 
 from stevie_api.hpo import HPOStudy
 from stevie_api.loader import load_resources
+from stevie_api.pbt import PBTPopulation
 from stevie_api.training import TrainingRun
 from stevie_operator.config import OperatorConfig
 from stevie_operator.outputs import read_json
@@ -146,6 +147,10 @@ def run_file(path: Path, data_dir: Path, *, say: Callable[[str], None] = print) 
             from stevie_operator.local_hpo import run_hpo_study
 
             done = run_hpo_study(res, data_dir, say=say)
+        elif isinstance(res, PBTPopulation):
+            from stevie_operator.local_pbt import run_pbt_population
+
+            done = run_pbt_population(res, data_dir, say=say)
         elif isinstance(res, TrainingRun):
             doc = res.model_dump(by_alias=True, exclude_none=True, mode="json")
             doc["metadata"].setdefault("namespace", "default")
@@ -154,8 +159,8 @@ def run_file(path: Path, data_dir: Path, *, say: Callable[[str], None] = print) 
             done = run_training_run(doc, config, say=say)
         else:
             raise ValueError(
-                f"{path}: {res.kind}/{res.metadata.name}: `stevie run` runs TrainingRuns and "
-                f"HPOStudies so far; {res.kind} is not supported yet"
+                f"{path}: {res.kind}/{res.metadata.name}: `stevie run` runs TrainingRuns, "
+                f"HPOStudies and PBTPopulations so far; {res.kind} is not supported yet"
             )
         print(yaml.safe_dump(done, sort_keys=False), end="")
         failed += done.get("status", {}).get("phase") != "Succeeded"

@@ -4,14 +4,18 @@ The controller loop (the operator will drive the same steps with Jobs): count th
 stop when the study is over; ask as many new trials as ``parallelism`` allows; start a
 ``python -m stevie_trainer trial`` process per running trial that has none; mark a trial
 failed when its process died without telling the study. Trials share one Optuna
-JournalStorage file, so a rerun continues the study: finished trials are kept, running
-ones are restarted (each resumes its finished seeds). At the end: the significance test of
-the best configuration against the default one, and the report.
+JournalStorage file (or, when spec.storage.urlSecretRef names a Secret, the RDB URL in
+$STEVIE_HPO_STORAGE: there is no cluster to read the Secret from), so a rerun continues the
+study: finished trials are kept, running ones are restarted (each resumes its finished seeds).
+The storage reaches the trial processes through their environment, so a password stays out
+of ``ps``. At the end: the significance test of the best configuration against the default
+one, and the report.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -34,6 +38,8 @@ from stevie_trainer.study import (
     trial_counts,
 )
 
+STORAGE_ENV = "STEVIE_HPO_STORAGE"
+
 
 class TrialProcesses:
     """One ``python -m stevie_trainer trial`` subprocess per running trial."""
@@ -47,9 +53,10 @@ class TrialProcesses:
     def start(self, number: int, name: str) -> None:
         log = (self.study_dir / f"{name}.log").open("ab")
         cmd = [sys.executable, "-m", "stevie_trainer", "trial"]
-        cmd += ["--study-spec", str(self.spec_file), "--storage", self.storage]
+        cmd += ["--study-spec", str(self.spec_file)]  # --storage: $STEVIE_HPO_STORAGE
         cmd += ["--trial-number", str(number), "--out", str(self.study_dir / name)]
-        self.procs[number] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        env = {**os.environ, STORAGE_ENV: self.storage}
+        self.procs[number] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
 
     def exit_code(self, number: int) -> int | None:
@@ -90,16 +97,33 @@ def run_hpo_study(
     spec = study.spec
     name = study.metadata.name
     namespace = study.metadata.namespace or "default"
+    rdb_url = None
+    shown = None
+    if spec.storage.url_secret_ref:
+        rdb_url = os.environ.get(STORAGE_ENV)
+        if not rdb_url:
+            raise ValueError(
+                f"spec.storage.urlSecretRef is {spec.storage.url_secret_ref!r} but `stevie run` "
+                f"has no cluster to read that Secret from: set {STORAGE_ENV} to the RDB URL "
+                "(e.g. postgresql://user:pass@host/db)"
+            )
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            shown = make_url(rdb_url).render_as_string(hide_password=True)
+        except ArgumentError:
+            raise ValueError(f"{STORAGE_ENV} is not an RDB URL (postgresql://...)") from None
     study_dir = (data_dir / namespace / "hpostudies" / name).resolve()
     study_dir.mkdir(parents=True, exist_ok=True)
     doc = study.model_dump(by_alias=True, exclude_none=True, mode="json")
     spec_file = study_dir / "study.json"
     spec_file.write_text(json.dumps(doc, indent=2))
-    storage = storage_location(spec, str(study_dir))
+    storage = storage_location(spec, str(study_dir), rdb_url)
     optuna_study = open_study(spec, name, storage)
     trials = TrialProcesses(spec_file, storage, study_dir)
     started = datetime.now(UTC)
-    say(f"HPOStudy/{name}: study storage {storage}; trial logs in {study_dir}")
+    say(f"HPOStudy/{name}: study storage {shown or storage}; trial logs in {study_dir}")
     last = ""
     try:
         while True:
