@@ -22,6 +22,8 @@ from pydantic import ValidationError
 
 from stevie_api.loader import problems
 from stevie_api.training import TrainingRunSpec
+from stevie_trainer.pbt_cli import COMMANDS as PBT_COMMANDS
+from stevie_trainer.pbt_cli import add_pbt_commands, run_pbt_command
 
 
 def parse_spec(args: argparse.Namespace) -> TrainingRunSpec:
@@ -108,8 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="artifact folder or URI of this run")
     p.add_argument("--name", help="name shown in reports (default: the data's)")
     add_hpo_commands(sub)
+    add_pbt_commands(sub)
     args = parser.parse_args(argv)
     try:
+        if args.command in PBT_COMMANDS:
+            return run_pbt_command(args)
         if args.command != "train":
             return run_hpo_command(args)
         spec = parse_spec(args)

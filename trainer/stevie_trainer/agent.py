@@ -64,9 +64,27 @@ def save_model(model: BaseAlgorithm) -> bytes:
     return buf.getvalue()
 
 
-def load_model(spec: TrainingRunSpec, data: bytes, venv: VecEnv | None = None) -> BaseAlgorithm:
+def load_model(
+    spec: TrainingRunSpec,
+    data: bytes,
+    venv: VecEnv | None = None,
+    *,
+    overrides: dict[str, Any] | None = None,
+) -> BaseAlgorithm:
+    """A saved model (weights and optimizer state). ``overrides`` replace saved
+    hyperparameters before SB3 rebuilds its schedules and buffers (PBT's explore step)."""
     cls = ALGORITHMS[spec.algorithm]
-    return cls.load(io.BytesIO(data), env=venv, device=spec.device)
+    return cls.load(io.BytesIO(data), env=venv, device=spec.device, **(overrides or {}))
+
+
+def continuation_overrides(spec: TrainingRunSpec) -> dict[str, Any]:
+    """The spec's hyperparameters, to apply to a model that goes on training in a new
+    ``learn`` call (a PBT interval). SB3 anneals DQN's exploration over each ``learn`` call,
+    so a continuing DQN explores at its final rate instead of restarting from 1.0."""
+    kwargs = spec.hyperparameters.to_sb3_kwargs()
+    if spec.algorithm == "DQN":
+        kwargs["exploration_initial_eps"] = kwargs["exploration_final_eps"]
+    return kwargs
 
 
 class AgentPolicy:

@@ -44,6 +44,7 @@ __all__ = [
 
 MemberStatus = Literal["pending", "running", "ready", "done", "failed"]
 ActionKind = Literal["launch", "done", "fail"]
+PopulationPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
 NAME_LIMIT = 63  # Job names end up in the pods' job-name label (a DNS label)
 
 _INVALID = re.compile(r"[^a-z0-9-]+")
@@ -256,7 +257,7 @@ def running_actions(population: Population) -> list[Action]:
     return [_launch(population, m) for m in population.members if m.status == "running"]
 
 
-def phase(population: Population) -> str:
+def phase(population: Population) -> PopulationPhase:
     """Pending (nothing finished or running yet), Running, Succeeded or Failed."""
     statuses = {m.status for m in population.members}
     if statuses <= {"failed"}:

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullLocator
 
 from stevie_trainer.evaluate import Episode
@@ -51,7 +52,12 @@ def equity_png(episodes: Mapping[str, Episode], *, title: str, note: str = "") -
     if note:
         fig.text(0.01, 0.005, note, fontsize=8, color="#444444")
     fig.tight_layout(rect=(0, 0.02, 1, 1))
+    return fig_png(fig)
+
+
+def fig_png(fig: Figure, dpi: int = 110) -> bytes:
+    """A figure as PNG bytes; the figure is closed (no pyplot state leaks between plots)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     return buf.getvalue()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -17,7 +17,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
 
 from stevie_api.training import TrainingRunSpec
-from stevie_trainer.agent import build_model, load_model
+from stevie_trainer.agent import build_model, continuation_overrides, load_model
 from stevie_trainer.artifacts import Checkpoint
 from stevie_trainer.bc import Demonstrations, collect_demonstrations, pretrain
 from stevie_trainer.callbacks import CurriculumCallback, RunState, restore_rng_state
@@ -67,11 +67,17 @@ def open_session(
     name: str | None = None,
     checkpoint: Checkpoint | None = None,
     tensorboard_log: str | None = None,
+    init_model: bytes | None = None,
+    init_state: dict[str, Any] | None = None,
+    prepared: Prepared | None = None,
 ) -> Session:
     """Prepare the data, build the env and the model: from ``checkpoint`` if given (model,
-    optimizer, replay buffer, RNGs, run state), else fresh with BC pre-training if enabled."""
+    optimizer, replay buffer, RNGs, run state); else from ``init_model`` (a PBT interval:
+    another model's weights and optimizer, this spec's hyperparameters, ``init_state`` as
+    the run state, e.g. its curriculum); else fresh with BC pre-training if enabled.
+    ``prepared``: the data already prepared (PBT members share their template's)."""
     torch.set_num_threads(1)
-    prepared = prepare(spec, name)
+    prepared = prepare(spec, name) if prepared is None else replace(prepared, spec=spec)
     env = VecTradingEnv(
         prepared.train_market,
         spec.env,
@@ -94,6 +100,11 @@ def open_session(
         state.resumed_from.append(checkpoint.timesteps)
         say(f"resuming from checkpoint at {checkpoint.timesteps:,} timesteps")
         return Session(spec, prepared, env, model, state, checkpoint.state.get("bc"))
+    if init_model is not None:
+        overrides = continuation_overrides(spec) | {"tensorboard_log": tensorboard_log}
+        model = load_model(spec, init_model, venv, overrides=overrides)
+        state.load(init_state or {})
+        return Session(spec, prepared, env, model, state)
     model = build_model(spec, venv, tensorboard_log=tensorboard_log)
     bc = behaviour_cloning(model, prepared, say) if spec.behaviour_cloning.enabled else None
     return Session(spec, prepared, env, model, state, bc)

@@ -86,26 +86,9 @@ def trial_name(study_name: str, number: int) -> str:
 
 def load_study_spec(text: str, source: str) -> tuple[HPOStudySpec, str | None]:
     """An HPOStudy resource (its name is the study's) or a bare spec, as JSON or YAML."""
-    import yaml
-    from pydantic import ValidationError
+    from stevie_trainer.specfile import load_spec_text
 
-    from stevie_api.loader import problems
-
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ValueError(f"{source}: not valid JSON or YAML: {err}") from None
-    name = None
-    if isinstance(doc, dict) and "spec" in doc and "kind" in doc:
-        name = (doc.get("metadata") or {}).get("name")
-        doc = doc["spec"]
-    try:
-        spec = HPOStudySpec.model_validate(doc, by_alias=True, by_name=False)
-    except ValidationError as err:
-        raise ValueError(
-            "\n".join(problems(err, HPOStudySpec, prefix=f"{source}: spec."))
-        ) from None
-    return spec, name
+    return load_spec_text(text, source, HPOStudySpec)
 
 
 # --- storage -------------------------------------------------------------------------------

@@ -138,37 +138,19 @@ def report(
     """Test-split evaluation of the best model beside the baselines; result.json content."""
     spec = prepared.spec
     best = load_model(spec, storage.read_bytes(store.uri("model.zip")))
-    bounds = prepared.splits.test
-    policies = [AgentPolicy(best)] + [
-        make_baseline(b, prepared.market.features.indicators, spec.expert, seed=spec.seed)
-        for b in BASELINES
-    ]
-    episodes: dict[str, Episode] = {
-        p.name: run_policy(prepared.market, spec.env, bounds, p, split_name="test split")
-        for p in policies
-    }
-    test = {k: ep.performance().to_dict() for k, ep in episodes.items()}
-    source = "set in spec" if spec.data.bars_per_year else "measured from data"
-    note = annualisation_note(
-        prepared.market.bars_per_year, prepared.market.bar_size, source=source
-    )
-    plot = store.write_bytes(
-        "equity.png",
-        equity_png(episodes, title=f"{prepared.market.name}: agent on the test split", note=note),
-    )
-    first, last = episodes["agent"].timestamps[[0, -1]]
+    test = test_backtest(prepared, best, store)
     return {
         "status": "succeeded",
         "finished_at": utc_now(),
         "timesteps": int(model.num_timesteps),
         "algorithm": spec.algorithm,
         "data": {"uri": spec.data.uri, "name": prepared.market.name},
-        "annualisation": {"bars_per_year": prepared.market.bars_per_year, "note": note},
+        "annualisation": test["annualisation"],
         "validation": state.best_validation,
         "best_timesteps": state.best_timesteps,
         "evaluations": state.evaluations,
-        "test_period": {"first_decision": str(first), "last_bar": str(last)},
-        "test": test,
+        "test_period": test["test_period"],
+        "test": test["test"],
         "behaviour_cloning": bc_report,
         "augmentation": prepared.augmentation or None,
         "curriculum": state.curriculum,
@@ -176,16 +158,53 @@ def report(
         "artifacts": {
             "model": store.uri("model.zip"),
             "final_model": store.uri("final.zip"),
-            "equity_plot": plot,
+            "equity_plot": test["equity_plot"],
             "tensorboard": store.uri("tensorboard"),
         },
-        "versions": {
-            "stevie": stevie_trainer.__version__,
-            "stable_baselines3": stable_baselines3.__version__,
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": versions(),
+    }
+
+
+def versions() -> dict[str, str]:
+    """Versions that decide what a result means (reported beside it)."""
+    return {
+        "stevie": stevie_trainer.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def test_backtest(
+    prepared: Prepared, model: BaseAlgorithm, store: RunStore, name: str = "agent"
+) -> dict[str, Any]:
+    """``model`` on the test split beside the baselines: metrics per policy, the period, the
+    annualisation note, and equity.png under ``store``."""
+    spec = prepared.spec
+    bounds = prepared.splits.test
+    policies = [AgentPolicy(model, name)] + [
+        make_baseline(b, prepared.market.features.indicators, spec.expert, seed=spec.seed)
+        for b in BASELINES
+    ]
+    episodes: dict[str, Episode] = {
+        p.name: run_policy(prepared.market, spec.env, bounds, p, split_name="test split")
+        for p in policies
+    }
+    source = "set in spec" if spec.data.bars_per_year else "measured from data"
+    note = annualisation_note(
+        prepared.market.bars_per_year, prepared.market.bar_size, source=source
+    )
+    plot = store.write_bytes(
+        "equity.png",
+        equity_png(episodes, title=f"{prepared.market.name}: {name} on the test split", note=note),
+    )
+    first, last = episodes[name].timestamps[[0, -1]]
+    return {
+        "test": {k: ep.performance().to_dict() for k, ep in episodes.items()},
+        "test_period": {"first_decision": str(first), "last_bar": str(last)},
+        "annualisation": {"bars_per_year": prepared.market.bars_per_year, "note": note},
+        "equity_plot": plot,
     }
 
 
