@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from stevie_api.common import ParamValue
@@ -87,7 +87,7 @@ def member_seed(spec: PBTPopulationSpec, member: int, interval: int) -> int:
 
 
 def interval_spec(
-    spec: PBTPopulationSpec, member: int, interval: int, params: dict[str, ParamValue]
+    spec: PBTPopulationSpec, member: int, interval: int, params: Mapping[str, Any]
 ) -> TrainingRunSpec:
     """The template with the interval's hyperparameters; totalTimesteps is the member's
     budget after this interval (for display: an interval always trains one interval)."""
@@ -103,7 +103,7 @@ def train_interval(
     spec: PBTPopulationSpec,
     member: int,
     interval: int,
-    params: dict[str, ParamValue],
+    params: Mapping[str, ParamValue],
     init: str | None,
     out: str,
     *,

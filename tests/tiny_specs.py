@@ -1,0 +1,42 @@
+"""Tiny specs shared by tests: real data (bundled GOOGL dailies), budgets of seconds."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+BUNDLED = "pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv"
+
+TEMPLATE: dict[str, Any] = {
+    "data": {"uri": BUNDLED, "barsPerYear": 252},
+    "env": {"episodeLength": 200},
+    "ppo": {"nSteps": 64, "batchSize": 64, "nEpochs": 2},
+    "policy": {"netArch": [16, 16]},
+    "totalTimesteps": 1024,
+    "nEnvs": 4,
+    "evaluation": {"evalFreq": 512},
+}
+
+
+def template(**overrides: Any) -> dict[str, Any]:
+    """A TrainingRun spec (camelCase document) trained in about a second."""
+    return copy.deepcopy(TEMPLATE) | overrides
+
+
+def pbt_population(name: str = "tiny-pbt", **overrides: Any) -> dict[str, Any]:
+    """A PBTPopulation resource: 3 members x 3 intervals of 256 steps, 2 at a time."""
+    spec: dict[str, Any] = {
+        "template": template(),
+        "populationSize": 3,
+        "perturbationInterval": 256,
+        "quantileFraction": 0.34,
+        "stopping": {"maxIntervals": 3},
+        "parallelism": 2,
+    }
+    spec.update(overrides)
+    return {
+        "apiVersion": "stevie.dev/v1alpha1",
+        "kind": "PBTPopulation",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
