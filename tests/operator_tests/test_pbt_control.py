@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tiny_specs import pbt_population
@@ -23,7 +24,7 @@ from stevie_trainer.pbt import new_population
 from stevie_trainer.pbt_state import Population
 
 
-def spec(**overrides: object) -> PBTPopulationSpec:
+def spec(**overrides: Any) -> PBTPopulationSpec:
     return PBTPopulationSpec.model_validate(pbt_population(**overrides)["spec"])
 
 
