@@ -164,32 +164,3 @@ def test_finish_writes_summary_lineage_plots_and_the_best_members_test(
     assert lineage["exploits"][0]["copied_from"] == 0
     assert len(doc["intervals"]) == 2 and doc["overhead"]["member_wall_seconds"] == 5.0
     assert doc["best"]["test"]["best member"]["trades"] >= 0
-
-
-@pytest.mark.parametrize("algorithm", ["PPO", "DQN"])
-def test_fast_greedy_actions_equal_sb3_predict(algorithm: str) -> None:
-    """AgentPolicy skips SB3's predict() for speed; it must choose the same actions."""
-    from stable_baselines3.common.vec_env import VecMonitor
-
-    from stevie_trainer.agent import AgentPolicy, build_model
-    from stevie_trainer.prepare import prepare
-    from stevie_trainer.sim import Accounts
-    from stevie_trainer.vecenv import VecTradingEnv
-
-    doc = template(algorithm=algorithm)
-    if algorithm == "DQN":
-        del doc["ppo"]
-    spec = TrainingRunSpec.model_validate(doc)
-    prep = prepare(spec)
-    env = VecTradingEnv(prep.train_market, spec.env, 4, bounds=prep.train_bounds, seed=0)
-    model = build_model(spec, VecMonitor(env))
-    model.learn(512)
-    policy = AgentPolicy(model)
-    rng = np.random.default_rng(0)
-    accounts = Accounts(1, env.params, prep.market.open, prep.market.close, prep.market.observed)
-    size = int(np.prod(env.observation_space.shape or (1,)))
-    obs = rng.normal(size=(3000, size)).astype(np.float32)
-    fast = np.concatenate([policy.act(o[None], accounts) for o in obs])
-    slow, _ = model.predict(obs, deterministic=True)
-    assert np.array_equal(fast, slow)
-    assert len(set(fast.tolist())) > 1  # a test on varied decisions, not a constant policy

@@ -11,9 +11,11 @@ import numpy.typing as npt
 import torch
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.vec_env import VecEnv
 
 from stevie_api.training import TrainingRunSpec
+from stevie_trainer.fastpolicy import GreedyMLP
 from stevie_trainer.sim import Accounts
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "DQN": DQN}
@@ -99,7 +101,7 @@ def _layers(modules: list[torch.nn.Module]) -> list[Layer]:
         if isinstance(module, torch.nn.Sequential):
             found += _layers(list(module))
         elif isinstance(module, torch.nn.Linear):
-            found.append(_linear(module.weight, module.bias))
+            found.append(_linear(module))
         elif isinstance(module, torch.nn.Tanh):
             found.append(torch.tanh)
         elif isinstance(module, torch.nn.ReLU):
@@ -109,11 +111,40 @@ def _layers(modules: list[torch.nn.Module]) -> list[Layer]:
     return found
 
 
-def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> Layer:
+def _linear(module: torch.nn.Linear) -> Layer:
+    weight, bias = module.weight, module.bias
+
     def forward(x: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.linear(x, weight, bias)
 
+    forward.module = module  # type: ignore[attr-defined]
     return forward
+
+
+def greedy_mlp(layers: list[Layer]) -> GreedyMLP | None:
+    """The greedy forward pass as a compiled :class:`GreedyMLP` (a copy of the weights), when
+    ``layers`` are Linear layers with one kind of activation between them (the MLP policies
+    Stevie builds); else None and evaluation calls the torch layers."""
+    linears: list[tuple[Any, Any]] = []
+    kinds = set()
+    for layer in layers:
+        module = getattr(layer, "module", None)
+        if isinstance(module, torch.nn.Linear):
+            bias = module.bias if module.bias is not None else torch.zeros(module.out_features)
+            linears.append((module.weight.detach().cpu().numpy(), bias.detach().cpu().numpy()))
+        elif layer is torch.tanh:
+            kinds.add("tanh")
+        elif layer is torch.relu:
+            kinds.add("relu")
+        elif not isinstance(layer, torch.nn.Flatten | FlattenExtractor):
+            return None
+    if not linears or len(kinds) > 1 or len(linears) - 1 != _activations(layers):
+        return None
+    return GreedyMLP.from_layers(linears, kinds.pop() if kinds else "tanh")
+
+
+def _activations(layers: list[Layer]) -> int:
+    return sum(layer is torch.tanh or layer is torch.relu for layer in layers)
 
 
 class AgentPolicy:
@@ -137,6 +168,11 @@ class AgentPolicy:
         else:
             self.layers = _layers([policy.q_net.features_extractor, policy.q_net.q_net])
         self.device = policy.device
+        self.mlp = greedy_mlp(self.layers)
+
+    def refresh(self) -> None:
+        """Take the model's current weights into :attr:`mlp` (it holds a copy)."""
+        self.mlp = greedy_mlp(self.layers)
 
     def act(self, obs: npt.NDArray[np.float32], accounts: Accounts) -> npt.NDArray[np.int64]:
         with torch.no_grad():

@@ -10,6 +10,7 @@ import pandas as pd
 
 from stevie_api.market import EnvSpec
 from stevie_trainer.baselines import Policy
+from stevie_trainer.fastpolicy import GreedyMLP, run_episode
 from stevie_trainer.market import Bounds, MarketData, sim_params
 from stevie_trainer.metrics import Performance, performance
 from stevie_trainer.sim import Accounts
@@ -97,6 +98,22 @@ def run_policy(
     acc = Accounts(1, sim_params(spec), market.open, market.close, market.observed)
     acc.reset(np.zeros(1, dtype=np.int64), np.array([first]), np.array([last]))
     steps = last - first
+    mlp = getattr(policy, "mlp", None)
+    if isinstance(mlp, GreedyMLP):  # a trained MLP policy: the whole pass compiled
+        equity, ledger, done_at = run_episode(mlp, acc, steps)
+    else:
+        equity, ledger, done_at = _python_episode(policy, acc, steps)
+    return Episode(
+        policy=policy.name,
+        timestamps=market.index[first : first + done_at + 1],
+        equity=equity[: done_at + 1],
+        ledger=ledger[:done_at],
+        bars_per_year=market.bars_per_year,
+    )
+
+
+def _python_episode(policy: Policy, acc: Accounts, steps: int) -> tuple[F64, F64, int]:
+    """Step account 0 with ``policy.act`` until ``steps`` or termination (see run_episode)."""
     equity = np.empty(steps + 1)
     equity[0] = 1.0
     ledger = np.empty((steps, 5))
@@ -108,10 +125,4 @@ def run_policy(
         if acc.terminated[0]:
             done_at = k + 1
             break
-    return Episode(
-        policy=policy.name,
-        timestamps=market.index[first : first + done_at + 1],
-        equity=equity[: done_at + 1],
-        ledger=ledger[:done_at],
-        bars_per_year=market.bars_per_year,
-    )
+    return equity, ledger, done_at

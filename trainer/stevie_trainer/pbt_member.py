@@ -70,6 +70,8 @@ def warm_up(spec: PBTPopulationSpec, name: str | None = None) -> None:
     import torch._dynamo  # noqa: F401
 
     from stevie_trainer.baselines import make_baseline
+    from stevie_trainer.fastpolicy import GreedyMLP, run_episode
+    from stevie_trainer.sim import Accounts
     from stevie_trainer.vecenv import VecTradingEnv
 
     prep = prepared_data(spec, name)
@@ -78,6 +80,10 @@ def warm_up(spec: PBTPopulationSpec, name: str | None = None) -> None:
     env.step(np.zeros(2, dtype=np.int64))
     hold = make_baseline("buy-and-hold", prep.market.features.indicators, prep.spec.expert)
     run_policy(prep.market, prep.spec.env, prep.splits.validation, hold, split_name="warm-up")
+    size = env.observation_space.shape[0] if env.observation_space.shape else 1
+    mlp = GreedyMLP.from_layers([(np.zeros((2, size)), np.zeros(2))], "tanh")
+    run_episode(mlp, Accounts(1, env.params, prep.market.open, prep.market.close,
+                              prep.market.observed), 1)  # fmt: skip
 
 
 def member_seed(spec: PBTPopulationSpec, member: int, interval: int) -> int:
