@@ -48,7 +48,7 @@ def test_greedy_actions_and_episodes_equal_sb3_predict(algorithm: str, activatio
     fast = run_policy(prep.market, prep.spec.env, prep.splits.validation, policy)
     slow_policy = AgentPolicy(model)
     slow_policy.mlp = None
-    slow_policy.act = lambda o, a: np.asarray(model.predict(o, deterministic=True)[0])  # type: ignore[method-assign]
+    slow_policy.act = lambda o, a: np.asarray(model.predict(o, deterministic=True)[0])  # type: ignore[method-assign,assignment]
     slow = run_policy(prep.market, prep.spec.env, prep.splits.validation, slow_policy)
     assert np.array_equal(fast.equity, slow.equity) and np.array_equal(fast.ledger, slow.ledger)
     assert np.count_nonzero(np.diff(fast.ledger[:, 1])) > 0  # it traded
