@@ -22,18 +22,22 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from stable_baselines3.common.vec_env import VecMonitor
+
 from stevie_api.common import ParamValue
 from stevie_api.pbt import PBTPopulationSpec
 from stevie_api.training import TrainingRunSpec
 from stevie_trainer import storage
 from stevie_trainer.agent import AgentPolicy, save_model
 from stevie_trainer.artifacts import RunStore, utc_now
+from stevie_trainer.baselines import make_baseline
 from stevie_trainer.callbacks import ProgressCallback
 from stevie_trainer.evaluate import run_policy
 from stevie_trainer.pbt import fitness, fitness_terms
 from stevie_trainer.prepare import Prepared, prepare
 from stevie_trainer.session import open_session
 from stevie_trainer.telemetry import TrainerMetrics
+from stevie_trainer.vecenv import VecTradingEnv
 
 __all__ = [
     "MODEL_NAME",
@@ -61,29 +65,28 @@ def prepared_data(spec: PBTPopulationSpec, name: str | None = None) -> Prepared:
 
 
 def warm_up(spec: PBTPopulationSpec, name: str | None = None) -> None:
-    """Do once what every interval does first: import torch's optimiser machinery (torch
-    imports ``torch._dynamo`` on the first optimiser, ~2 s), prepare the data, load the
-    compiled simulator kernels (a step of the training env, one evaluation pass). A runner
-    calls this before forking its interval processes; torch itself runs nothing here, so no
-    thread pool exists to be broken by the fork."""
-    import numpy as np
-    import torch._dynamo  # noqa: F401
+    """Do once, in a runner that forks its interval processes, what every interval does
+    first: prepare the data, load the compiled simulator and evaluation kernels, and run
+    torch through one short training of the template's model (the first optimiser imports
+    ``torch._dynamo``, ~2 s; the first initialisation, forward and backward passes set up
+    kernels). Torch runs single-threaded here, so the fork copies no thread pool."""
+    import torch
 
-    from stevie_trainer.baselines import make_baseline
-    from stevie_trainer.fastpolicy import GreedyMLP, run_episode
-    from stevie_trainer.sim import Accounts
-    from stevie_trainer.vecenv import VecTradingEnv
+    from stevie_trainer.agent import AgentPolicy, build_model
 
+    torch.set_num_threads(1)
     prep = prepared_data(spec, name)
-    env = VecTradingEnv(prep.train_market, prep.spec.env, 2, bounds=prep.train_bounds, seed=0)
-    env.reset()
-    env.step(np.zeros(2, dtype=np.int64))
-    hold = make_baseline("buy-and-hold", prep.market.features.indicators, prep.spec.expert)
-    run_policy(prep.market, prep.spec.env, prep.splits.validation, hold, split_name="warm-up")
-    size = env.observation_space.shape[0] if env.observation_space.shape else 1
-    mlp = GreedyMLP.from_layers([(np.zeros((2, size)), np.zeros(2))], "tanh")
-    run_episode(mlp, Accounts(1, env.params, prep.market.open, prep.market.close,
-                              prep.market.observed), 1)  # fmt: skip
+    run_spec = interval_spec(spec, 0, 0, {})
+    env = VecTradingEnv(prep.train_market, run_spec.env, run_spec.n_envs,
+                        bounds=prep.train_bounds, seed=0)  # fmt: skip
+    model = build_model(run_spec, VecMonitor(env))
+    steps = run_spec.ppo.n_steps * run_spec.n_envs if run_spec.algorithm == "PPO" else 64
+    model.learn(steps)
+    agent = AgentPolicy(model)
+    for policy in (agent, make_baseline("buy-and-hold", prep.market.features.indicators,
+                                        run_spec.expert)):  # fmt: skip
+        run_policy(prep.market, run_spec.env, prep.splits.validation, policy, split_name="warm-up")
+    del model, agent
 
 
 def member_seed(spec: PBTPopulationSpec, member: int, interval: int) -> int:
