@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.context import ForkContext, SpawnContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -77,15 +78,23 @@ class _Children:
     before it trains (what a cluster Job pays), which would dominate short intervals.
     """
 
-    def __init__(self, spec: PBTPopulationSpec, spec_uri: str, pop_dir: Path) -> None:
+    def __init__(
+        self, spec: PBTPopulationSpec, spec_uri: str, pop_dir: Path, *, fresh: bool = False
+    ) -> None:
         self.spec = spec
         self.spec_uri = spec_uri
         self.pop_dir = pop_dir
         self.running: dict[str, _Child] = {}
-        self.context = multiprocessing.get_context("fork")
+        self.fresh = fresh
+        self.context: SpawnContext | ForkContext = (
+            multiprocessing.get_context("spawn") if fresh else multiprocessing.get_context("fork")
+        )
 
     def warm(self) -> None:
-        """Import what every interval imports and prepare the template's data, once."""
+        """Import what every interval imports and prepare the template's data, once (not
+        with ``fresh`` processes: each starts a new interpreter, as a cluster Job does)."""
+        if self.fresh:
+            return
         from stevie_trainer.pbt_member import warm_up
 
         warm_up(self.spec)
@@ -182,15 +191,18 @@ def run_pbt_population(
     *,
     poll_seconds: float = 0.5,
     say: Callable[[str], None] = print,
+    fresh_processes: bool = False,
 ) -> dict[str, Any]:
-    """Run the population to its end with local processes; return the resource with status."""
+    """Run the population to its end with local processes; return the resource with status.
+    ``fresh_processes``: start each interval in a new interpreter (what a Job pays) instead
+    of forking a warmed-up one (benchmarks compare the two)."""
     spec = resource.spec
     name = resource.metadata.name
     namespace = resource.metadata.namespace or "default"
     pop_dir = (data_dir / namespace / "pbtpopulations" / name).resolve()
     pop_dir.mkdir(parents=True, exist_ok=True)
     population, seconds = _open(resource, pop_dir)
-    children = _Children(spec, str(pop_dir / SPEC_NAME), pop_dir)
+    children = _Children(spec, str(pop_dir / SPEC_NAME), pop_dir, fresh=fresh_processes)
     children.warm()
     started = datetime.now(UTC)
     target = spec.population_size * spec.stopping.max_intervals
@@ -250,10 +262,14 @@ def _finish(pop_dir: Path, say: Callable[[str], None]) -> dict[str, Any] | None:
     say("writing pbt_summary.json, plots and the best member's test backtest")
     cmd = [sys.executable, "-m", "stevie_trainer"]
     cmd += finish_args(str(pop_dir / SPEC_NAME), str(pop_dir))
-    code = subprocess.run(cmd, check=False).returncode
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    if done.stdout.strip():
+        say(done.stdout.rstrip())
     summary = RunStore(str(pop_dir)).read_json(SUMMARY_NAME)
-    if code != 0 or summary is None:
-        say(f"pbt-finish failed (exit code {code}); the population state is in {pop_dir}")
+    if done.returncode != 0 or summary is None:
+        for line in done.stderr.strip().splitlines()[-5:]:
+            say(line)
+        say(f"pbt-finish failed (exit code {done.returncode}); the state is in {pop_dir}")
         return None
     summary["uri"] = str(pop_dir / SUMMARY_NAME)
     say(f"summary: {summary['uri']}")
