@@ -55,7 +55,11 @@ def population(args: argparse.Namespace) -> dict[str, Any]:
 def _member_chain(job: tuple[Any, int, dict[str, Any], int, str]) -> list[dict[str, Any]]:
     """One independent member: its intervals in a row, each from its own last checkpoint."""
     spec, member, params, intervals, root = job
+    import os
+
     from stevie_trainer.pbt_member import train_interval
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # progress lines, as in stevie run's logs
 
     results, init = [], None
     for i in range(intervals):
