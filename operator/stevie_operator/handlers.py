@@ -1,10 +1,10 @@
-"""kopf glue for TrainingRuns: thin handlers around the pure reconciler.
+"""kopf glue: operator-wide handlers, and TrainingRuns' thin handlers around the pure reconciler.
 
 Run with ``kopf run -m stevie_operator.handlers --standalone -A`` (or ``stevie operator``).
 Every trigger -- create, resume, update, a timer while unfinished, any event of an owned
 Job -- calls the same level-based :func:`reconcile`: read the resource and its Job fresh,
 read progress.json / result.json from storage, plan, create the Job if planned, patch the
-status if it changed, post one Event per transition.
+status if it changed, post one Event per transition. HPOStudies: :mod:`.hpo_handlers`.
 """
 
 from __future__ import annotations
@@ -12,54 +12,31 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
 from stevie_api import API_VERSION, GROUP, VERSION
 from stevie_api.common import utcnow
+from stevie_operator import hpo_handlers
 from stevie_operator.config import OperatorConfig
 from stevie_operator.jobs import MANAGED_BY, job_name
-from stevie_operator.kube import KubeClient, object_path
-from stevie_operator.metrics import OperatorMetrics
+from stevie_operator.kube import object_path
 from stevie_operator.outputs import read_outputs
 from stevie_operator.reconcile import Observed, Plan, reconcile_training_run, run_location
+from stevie_operator.runtime import (
+    Runtime,
+    owner_name,
+    post_events,
+    runtime,
+    unfinished,
+)
 
 __all__ = ["Runtime", "main", "reconcile", "register"]
 
 KIND = "TrainingRun"
 PLURAL = "trainingruns"
-RUNTIME_KEY = "stevie"
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Runtime:
-    """Per-operator state shared by all handlers (kept in kopf's memo)."""
-
-    config: OperatorConfig
-    metrics: OperatorMetrics
-    connection: kopf.ConnectionInfo | None = None
-    client: KubeClient | None = None
-    locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
-
-    def kube(self) -> KubeClient:
-        """A client for the current credentials (re-created after a new login)."""
-        if self.connection is None:
-            raise kopf.TemporaryError("not logged in to the cluster yet", delay=1)
-        if self.client is None or self.client.closed or self.client.info is not self.connection:
-            self.client = KubeClient(self.connection)
-        return self.client
-
-
-def runtime(memo: Any) -> Runtime:
-    """The operator's Runtime, created on first use."""
-    found = memo.get(RUNTIME_KEY)
-    if not isinstance(found, Runtime):
-        found = Runtime(OperatorConfig.from_env(), OperatorMetrics())
-        memo[RUNTIME_KEY] = found
-    return found
 
 
 async def _plan(rt: Runtime, body: Mapping[str, Any], job: Mapping[str, Any] | None) -> Plan:
@@ -71,8 +48,7 @@ async def _plan(rt: Runtime, body: Mapping[str, Any], job: Mapping[str, Any] | N
 
 async def reconcile(rt: Runtime, namespace: str, name: str) -> Plan | None:
     """Reconcile one TrainingRun from fresh reads; None if it is gone or being deleted."""
-    lock = rt.locks.setdefault((namespace, name), asyncio.Lock())
-    async with lock:
+    async with rt.lock(KIND, namespace, name):
         with rt.metrics.reconciling(KIND):
             client = rt.kube()
             body = await client.get(object_path(API_VERSION, PLURAL, namespace, name))
@@ -89,32 +65,9 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> Plan | None:
             if plan.status_patch:
                 status_path = object_path(API_VERSION, PLURAL, namespace, name, "status")
                 await client.merge_patch(status_path, {"status": plan.status_patch})
-            for event in plan.events:
-                kopf.event(
-                    cast(kopf.Body, body),
-                    type=event.type,
-                    reason=event.reason,
-                    message=event.message,
-                )
+            post_events(body, plan.events)
             rt.metrics.observe(KIND, namespace, name, plan.phase, plan.best_validation_sharpe)
             return plan
-
-
-def _owner_name(owners: Any) -> str | None:
-    for ref in owners or []:
-        if (
-            isinstance(ref, Mapping)
-            and ref.get("kind") == KIND
-            and ref.get("apiVersion") == API_VERSION
-            and ref.get("controller")
-        ):
-            name = ref.get("name")
-            return name if isinstance(name, str) else None
-    return None
-
-
-def _unfinished(status: Mapping[str, Any], **_: Any) -> bool:
-    return status.get("phase") not in ("Succeeded", "Failed")
 
 
 def register(registry: kopf.OperatorRegistry, *, interval: float | None = None) -> None:
@@ -165,7 +118,7 @@ def register(registry: kopf.OperatorRegistry, *, interval: float | None = None) 
 
     @kopf.timer(
         GROUP, VERSION, PLURAL, registry=registry, interval=every, initial_delay=every,
-        when=_unfinished,
+        when=unfinished,
     )  # fmt: skip
     async def tick(*, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
         await reconcile(runtime(memo), namespace or "default", name)
@@ -175,16 +128,16 @@ def register(registry: kopf.OperatorRegistry, *, interval: float | None = None) 
         labels={"app.kubernetes.io/managed-by": MANAGED_BY, "stevie.dev/kind": KIND},
     )  # fmt: skip
     async def job_event(*, namespace: str | None, meta: kopf.Meta, memo: Any, **_: Any) -> None:
-        owner = _owner_name(meta.get("ownerReferences"))
+        owner = owner_name(meta.get("ownerReferences"), KIND)
         if owner is not None:
             await reconcile(runtime(memo), namespace or "default", owner)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     def resource_event(*, type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
         if type == "DELETED":
-            rt = runtime(memo)
-            rt.locks.pop((namespace or "default", name), None)
-            rt.metrics.forget(KIND, namespace or "default", name)
+            runtime(memo).forget(KIND, namespace or "default", name)
+
+    hpo_handlers.register(registry, every)
 
 
 register(kopf.get_default_registry())

@@ -1,8 +1,8 @@
 """A minimal Kubernetes API client on aiohttp: the few calls the handlers make themselves.
 
-kopf watches and posts Events; creating Jobs, reading a Job or a resource by name and
-patching status go through this client, with the credentials of the ``@kopf.on.login``
-handler (``kopf.ConnectionInfo``). No dependency on the ``kubernetes`` package.
+kopf watches and posts Events; creating and listing Jobs, reading a Job, a Secret or a
+resource by name and patching status go through this client, with the credentials of the
+``@kopf.on.login`` handler (``kopf.ConnectionInfo``). No dependency on the ``kubernetes`` package.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import kopf
@@ -101,6 +101,22 @@ class KubeClient:
             if err.status == 404:
                 return None
             raise
+
+    async def list(
+        self, path: str, labels: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The items of the collection at ``path`` with all of ``labels`` (filtered here too:
+        a selector is a request, and emulators ignore it)."""
+        wanted = dict(labels or {})
+        query = "?" + urlencode({"labelSelector": ",".join(f"{k}={v}" for k, v in wanted.items())})
+        payload = await self._call("GET", path + (query if wanted else ""))
+        items = payload.get("items")
+        return [
+            item
+            for item in (items if isinstance(items, list) else [])
+            if isinstance(item, dict)
+            and wanted.items() <= ((item.get("metadata") or {}).get("labels") or {}).items()
+        ]
 
     async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
         """Create ``body`` in the collection at ``path``; None if it already exists (409)."""

@@ -4,20 +4,29 @@
 - ``stevie_operator_reconcile_errors_total{kind}``: reconciles that raised;
 - ``stevie_operator_resources{kind,phase}``: resources known to the operator, by phase;
 - ``stevie_operator_best_validation_sharpe{kind,namespace,name}``: best validation Sharpe
-  of each resource (absent until known).
+  of each resource (absent until known);
+- ``stevie_operator_hpo_trials{namespace,name,state}``: trials of each HPOStudy by state
+  (running, completed, pruned, failed);
+- ``stevie_operator_hpo_best_value{namespace,name}``: the best trial's (first) objective value;
+- ``stevie_operator_hpo_trial_duration_seconds{state}``: wall-clock time of finished trials
+  (Optuna's start to completion), observed once per trial when the operator sees it finished.
+  Trials that finished before the operator first saw their study (e.g. while it was
+  restarting) are not observed: a new process would otherwise count them a second time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-__all__ = ["PHASES", "OperatorMetrics"]
+__all__ = ["PHASES", "TRIAL_STATES", "OperatorMetrics"]
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed")
+TRIAL_STATES = ("running", "completed", "pruned", "failed")
+HPO_KIND = "HPOStudy"
 _UNKNOWN = "Unknown"
 
 Key = tuple[str, str, str]  # kind, namespace, name
@@ -53,8 +62,29 @@ class OperatorMetrics:
             ["kind", "namespace", "name"],
             registry=self.registry,
         )
+        self.hpo_trials = Gauge(
+            "stevie_operator_hpo_trials",
+            "Trials of each HPOStudy, by state.",
+            ["namespace", "name", "state"],
+            registry=self.registry,
+        )
+        self.hpo_best_value = Gauge(
+            "stevie_operator_hpo_best_value",
+            "Objective value of each HPOStudy's best trial (its first objective).",
+            ["namespace", "name"],
+            registry=self.registry,
+        )
+        self.hpo_trial_duration = Histogram(
+            "stevie_operator_hpo_trial_duration_seconds",
+            "Wall-clock duration of finished HPO trials, by final state.",
+            ["state"],
+            registry=self.registry,
+            buckets=(1, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400),
+        )
         self._phases: dict[Key, str] = {}
         self._sharpe: set[Key] = set()
+        self._studies: dict[tuple[str, str], set[int]] = {}  # trial numbers seen finished
+        self._best: set[tuple[str, str]] = set()
 
     @contextlib.contextmanager
     def reconciling(self, kind: str) -> Iterator[None]:
@@ -87,6 +117,34 @@ class OperatorMetrics:
             self._sharpe.discard(key)
         self._refresh(kind)
 
+    def observe_study(
+        self,
+        namespace: str,
+        name: str,
+        counts: Mapping[str, int],
+        best_value: float | None,
+        finished: Iterable[tuple[int, str, float | None]],
+    ) -> None:
+        """Record an HPOStudy's trials by state, its best value, and the duration of each
+        trial seen finished for the first time (``finished``: number, state, seconds)."""
+        study = (namespace, name)
+        for state in TRIAL_STATES:
+            self.hpo_trials.labels(namespace, name, state).set(counts.get(state, 0))
+        if best_value is not None:
+            self.hpo_best_value.labels(namespace, name).set(best_value)
+            self._best.add(study)
+        elif study in self._best:
+            self.hpo_best_value.remove(namespace, name)
+            self._best.discard(study)
+        first_sight = study not in self._studies
+        seen = self._studies.setdefault(study, set())
+        for number, state, seconds in finished:
+            if number in seen:
+                continue
+            seen.add(number)
+            if not first_sight and seconds is not None:
+                self.hpo_trial_duration.labels(state).observe(seconds)
+
     def forget(self, kind: str, namespace: str, name: str) -> None:
         """Drop a deleted resource from the gauges."""
         key = (kind, namespace, name)
@@ -94,6 +152,12 @@ class OperatorMetrics:
         if key in self._sharpe:
             self.best_validation_sharpe.remove(*key)
             self._sharpe.discard(key)
+        if kind == HPO_KIND and self._studies.pop((namespace, name), None) is not None:
+            for state in TRIAL_STATES:
+                self.hpo_trials.remove(namespace, name, state)
+        if kind == HPO_KIND and (namespace, name) in self._best:
+            self.hpo_best_value.remove(namespace, name)
+            self._best.discard((namespace, name))
         self._refresh(kind)
 
     def _refresh(self, kind: str) -> None:

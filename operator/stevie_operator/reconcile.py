@@ -11,9 +11,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from stevie_api.loader import problems as spec_problems
 from stevie_api.training import (
@@ -31,14 +31,24 @@ from stevie_operator.status import (
     merge_patch,
     metric_summary,
     parse_time,
+    phase_conditions,
     set_conditions,
 )
 from stevie_trainer import storage
 
-__all__ = ["Observed", "Plan", "parse_training_run", "reconcile_training_run", "run_location"]
+__all__ = [
+    "Observed",
+    "Plan",
+    "job_outcome",
+    "parse_resource",
+    "parse_training_run",
+    "reconcile_training_run",
+    "run_location",
+]
 
 TERMINAL: tuple[JobPhase, ...] = ("Succeeded", "Failed")
 INVALID_SPEC = "InvalidSpec"
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -69,18 +79,23 @@ class Plan:
         return self.phase in TERMINAL
 
 
-def parse_training_run(resource: Mapping[str, Any]) -> TrainingRun | list[str]:
-    """The validated TrainingRun, or one line per problem (``spec.x.y: message``)."""
+def parse_resource(resource: Mapping[str, Any], model: type[M]) -> M | list[str]:
+    """The validated resource of kind ``model``, or one line per problem (``spec.x.y: ...``)."""
     doc = {
         key: resource[key] for key in ("apiVersion", "kind", "metadata", "spec") if key in resource
     }
     try:
         payload = json.dumps(doc, default=str)
-        return TrainingRun.model_validate_json(payload, strict=True, by_alias=True, by_name=False)
+        return model.model_validate_json(payload, strict=True, by_alias=True, by_name=False)
     except ValidationError as err:
-        return spec_problems(err, TrainingRun) or [str(err).splitlines()[0]]
+        return spec_problems(err, model) or [str(err).splitlines()[0]]
     except ValueError as err:
         return [str(err)]
+
+
+def parse_training_run(resource: Mapping[str, Any]) -> TrainingRun | list[str]:
+    """The validated TrainingRun, or one line per problem (``spec.x.y: message``)."""
+    return parse_resource(resource, TrainingRun)
 
 
 def _namespace(resource: Mapping[str, Any]) -> str:
@@ -104,7 +119,7 @@ def _load_status(raw: Any) -> TrainingRunStatus:
     return TrainingRunStatus()
 
 
-def _job_outcome(job: Mapping[str, Any]) -> tuple[JobPhase, str, str, datetime | None]:
+def job_outcome(job: Mapping[str, Any]) -> tuple[JobPhase, str, str, datetime | None]:
     """(phase, reason, message, finished at) from a Job's status."""
     status = job.get("status") or {}
     name = (job.get("metadata") or {}).get("name", "?")
@@ -183,21 +198,6 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _states(
-    phase: JobPhase, reason: str, message: str, degraded: tuple[str, str] | None
-) -> dict[str, tuple[bool, str, str]]:
-    """The five conditions for a phase (reason/message of the phase; Degraded override)."""
-    ok = ("AsExpected", "")
-    deg = degraded or (((reason, message)) if phase == "Failed" else ok)
-    return {
-        "Ready": (phase == "Succeeded", reason, message),
-        "Progressing": (phase in ("Pending", "Running"), reason, message),
-        "Degraded": (phase == "Failed" or degraded is not None, *deg),
-        "Succeeded": (phase == "Succeeded", reason, message),
-        "Failed": (phase == "Failed", reason, message),
-    }
-
-
 def reconcile_training_run(
     resource: Mapping[str, Any],
     observed: Observed,
@@ -247,7 +247,7 @@ def reconcile_training_run(
                 message = f"Created Job {status.job_name}"
                 status.progress = _progress(run, status.progress, observed.progress)
         else:
-            phase, reason, message, finished_at = _job_outcome(observed.job)
+            phase, reason, message, finished_at = job_outcome(observed.job)
             job_status = observed.job.get("status") or {}
             status.start_time = parse_time(job_status.get("startTime")) or status.start_time
             status.progress = _progress(run, status.progress, observed.progress)
@@ -283,7 +283,9 @@ def reconcile_training_run(
 
     status.phase = phase
     status.message = message
-    set_conditions(status, _states(phase, reason, message, degraded), generation, observed.now)
+    set_conditions(
+        status, phase_conditions(phase, reason, message, degraded), generation, observed.now
+    )
 
     if job is not None:
         events.append(Event("Normal", "JobCreated", message))

@@ -17,6 +17,7 @@ __all__ = [
     "merge_patch",
     "metric_summary",
     "parse_time",
+    "phase_conditions",
     "set_conditions",
 ]
 
@@ -49,6 +50,22 @@ def set_conditions(
             observed_generation=generation,
             now=now,
         )
+
+
+def phase_conditions(
+    phase: str, reason: str, message: str, degraded: tuple[str, str] | None
+) -> dict[str, tuple[bool, str, str]]:
+    """The five conditions of a Pending/Running/Succeeded/Failed phase, all with the phase's
+    reason and message; ``degraded`` (reason, message) sets Degraded in any phase."""
+    ok = ("AsExpected", "")
+    deg = degraded or ((reason, message) if phase == "Failed" else ok)
+    return {
+        "Ready": (phase == "Succeeded", reason, message),
+        "Progressing": (phase in ("Pending", "Running"), reason, message),
+        "Degraded": (phase == "Failed" or degraded is not None, *deg),
+        "Succeeded": (phase == "Succeeded", reason, message),
+        "Failed": (phase == "Failed", reason, message),
+    }
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

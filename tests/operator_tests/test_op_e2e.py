@@ -1,184 +1,28 @@
-"""The real operator (kopf, via KopfRunner in a thread) against kmock over HTTP on loopback.
-
-kmock is an emulator, not a cluster: the subclass below fills uid / resourceVersion /
-generation / generateName as the API server would; Job progress is simulated by patching
-the Job's status; nothing runs the pods.
-"""
+"""TrainingRun end to end: the real operator (kopf in a thread) against kmock (see
+kmock_harness.py): the Job, progress, success, failure, restart and an invalid spec."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import itertools
 import json
-import threading
-import time
-import urllib.error
-import urllib.request
-import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import jsonpatch
-import kmock
-import kopf
-import pytest
 import yaml
-from kopf.testing import KopfRunner
 
-from stevie_operator.handlers import register
 from stevie_trainer import storage
+
+if TYPE_CHECKING:  # mypy sees the repository's layout; pytest puts this folder on sys.path
+    from operator_tests.kmock_harness import JOBS, Cluster, conditions, operator, wait_for
+    from operator_tests.kmock_harness import handled as handled_at
+else:
+    from kmock_harness import JOBS, Cluster, conditions, operator, wait_for
+    from kmock_harness import handled as handled_at
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = yaml.safe_load((REPO / "examples" / "trainingrun-quickstart.yaml").read_text())
 TR = "/apis/stevie.dev/v1alpha1/namespaces/default/trainingruns"
-JOBS = "/apis/batch/v1/namespaces/default/jobs"
-EVENTS = "/api/v1/namespaces/default/events"
-T = TypeVar("T")
-
-
-class Emulator(kmock.KubernetesEmulator):
-    """kmock plus what an API server does that kmock leaves out: metadata (uid,
-    resourceVersion, generation, generateName) and 422 for a failed JSON-patch test."""
-
-    def __attrs_post_init__(self) -> None:
-        super().__attrs_post_init__()
-        self.created: Counter[str] = Counter()
-        self._versions = itertools.count(1)
-
-    async def _handle(self, request: Any) -> Any:
-        data = request.data
-        if request.resource is not None and isinstance(data, dict):
-            meta = data.setdefault("metadata", {})
-            if request.action == kmock.action.CREATE:
-                if not meta.get("name") and meta.get("generateName"):
-                    meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
-                meta.setdefault("namespace", request.namespace)
-                meta["uid"] = str(uuid.uuid4())
-                meta["generation"] = 1
-                meta["creationTimestamp"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                meta["resourceVersion"] = str(next(self._versions))
-                self.created[f"{request.resource.plural}/{meta['name']}"] += 1
-            elif request.action == kmock.action.UPDATE:
-                meta["resourceVersion"] = str(next(self._versions))
-                key = (request.resource, request.namespace, request.name)
-                if "spec" in data and request.subresource is None and key in self.objects:
-                    old = self.objects[key].get("metadata", {}).get("generation") or 1
-                    meta["generation"] = old + 1
-        elif request.action == kmock.action.UPDATE and isinstance(data, list):  # JSON patch
-            version = str(next(self._versions))
-            data.append({"op": "replace", "path": "/metadata/resourceVersion", "value": version})
-        try:
-            return await super()._handle(request)
-        except jsonpatch.JsonPatchTestFailed as err:  # kopf's optimistic concurrency
-            raise kmock.KubernetesError(status=422, reason="Invalid", message=str(err)) from None
-
-
-class Cluster:
-    """kmock served from its own thread and loop; the test talks to it over HTTP."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.emulator: Emulator | None = None
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        self._loop.run_until_complete(self._serve())
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        async with Emulator() as emulator, kmock.Server(emulator) as server:
-            emulator.resources.load_bundled()
-            emulator.resources["stevie.dev/v1alpha1/trainingruns"] = kmock.ResourceInfo(
-                kind="TrainingRun",
-                singular="trainingrun",
-                namespaced=True,
-                shortnames={"tr"},
-                verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
-                subresources={"status"},
-            )
-            self.emulator = emulator
-            self.url = str(server.url).rstrip("/")
-            self._ready.set()
-            await self._stop.wait()
-
-    def __enter__(self) -> Cluster:
-        self._thread.start()
-        assert self._ready.wait(10), "kmock did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    def api(self, method: str, path: str, body: Any = None) -> Any:
-        content_type = "application/merge-patch+json" if method == "PATCH" else "application/json"
-        request = urllib.request.Request(
-            self.url + path,
-            method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Content-Type": content_type},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as err:
-            if err.code == 404:
-                return None
-            raise
-
-    def events(self, name: str) -> list[tuple[str, str, str]]:
-        items = (self.api("GET", EVENTS) or {}).get("items", [])
-        return [
-            (e["type"], e["reason"], e["message"])
-            for e in items
-            if e.get("involvedObject", {}).get("name") == name
-            and e.get("involvedObject", {}).get("kind") == "TrainingRun"
-        ]
-
-
-def wait_for(fetch: Callable[[], T | None], timeout: float = 10.0, what: str = "") -> T:
-    """Poll ``fetch`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or fetch}")
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    with Cluster() as c:
-        monkeypatch.setenv("STEVIE_KUBE_SERVER", c.url)
-        monkeypatch.setenv("STEVIE_STORAGE_URI", (tmp_path / "data").as_uri())
-        monkeypatch.setenv("STEVIE_METRICS_PORT", "0")
-        yield c
-
-
-def operator() -> KopfRunner:
-    registry = kopf.OperatorRegistry()
-    register(registry, interval=1.0)
-    settings = kopf.OperatorSettings()
-    settings.networking.request_timeout = 10
-    # Per-object workers linger this long after their last event, and a stopping operator
-    # waits for them: kopf's 5 s default would dominate the test's duration.
-    settings.queueing.idle_timeout = 0.5
-    return KopfRunner(
-        ["run", "--standalone", "--all-namespaces"],
-        registry=registry,
-        settings=settings,
-        timeout=30,
-    )
 
 
 def training_run(name: str, **spec: Any) -> dict[str, Any]:
@@ -198,14 +42,7 @@ def phase_is(cluster: Cluster, name: str, phase: str) -> Callable[[], dict[str, 
 
 
 def handled(cluster: Cluster, name: str) -> bool:
-    annotations = (
-        (cluster.api("GET", f"{TR}/{name}") or {}).get("metadata", {}).get("annotations", {})
-    )
-    return "stevie.dev/last-handled-configuration" in annotations
-
-
-def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    return handled_at(cluster, f"{TR}/{name}")
 
 
 def test_training_run_job_progress_success(cluster: Cluster, tmp_path: Path) -> None:
@@ -299,9 +136,9 @@ def test_training_run_job_progress_success(cluster: Cluster, tmp_path: Path) -> 
             )
         ]
         assert reasons == ["JobCreated", "TrainingStarted", "TrainingSucceeded"]
+        cluster.settle()
     assert runner.exception is None
-    assert cluster.emulator is not None
-    assert cluster.emulator.created["jobs/quick-train"] == 1
+    assert cluster.created("jobs/quick-train") == 1
 
 
 def test_failure_restart_and_invalid_spec(cluster: Cluster) -> None:
@@ -312,6 +149,7 @@ def test_failure_restart_and_invalid_spec(cluster: Cluster) -> None:
         # Stop only once kopf has recorded the creation as handled: a timer that kopf spawns
         # after that, while the operator is already stopping, would hang the exit for 5 s.
         wait_for(lambda: handled(cluster, "flaky"), what="the creation handled")
+        cluster.settle()
     assert first.exception is None
 
     # A restarted operator resumes the run: it sees the Job and creates no other.
@@ -353,7 +191,7 @@ def test_failure_restart_and_invalid_spec(cluster: Cluster) -> None:
         assert "spec.env.window" in failed["message"]
         wait_for(lambda: [e for e in cluster.events("broken") if e[1] == "InvalidSpec"])
         assert cluster.api("GET", f"{JOBS}/broken-train") is None
+        cluster.settle()
     assert second.exception is None
-    assert cluster.emulator is not None
-    assert cluster.emulator.created["jobs/flaky-train"] == 1
+    assert cluster.created("jobs/flaky-train") == 1
     assert [e[1] for e in cluster.events("flaky")].count("JobCreated") == 1

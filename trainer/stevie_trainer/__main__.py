@@ -2,7 +2,8 @@
 
 HPO (issue 5): ``trial --study-spec FILE --storage URL_OR_PATH --trial-number N --out URI``
 runs one asked trial of a study; ``significance`` re-trains the best and the default
-configuration; ``hpo-report`` writes the study's outputs. ``--storage`` defaults to the
+configuration; ``hpo-report`` writes the study's outputs; ``hpo-finish`` does both, resumably
+(the operator's finish Job). ``--storage`` defaults to the
 environment variable STEVIE_HPO_STORAGE (an RDB URL from a Secret stays out of the args).
 
 Exit 0 when the run is complete (result.json written), 1 on bad input or a failed run, with
@@ -47,6 +48,7 @@ def add_hpo_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "trial": "run (or resume) one asked trial of an HPO study",
         "significance": "re-train the best and the default configuration over several seeds",
         "hpo-report": "write optimization_results.json, the report and plots of a study",
+        "hpo-finish": "significance (if enabled), then the report: a finished study's last step",
     }
     for command, text in helps.items():
         p = sub.add_parser(command, help=text)
@@ -81,6 +83,11 @@ def run_hpo_command(args: argparse.Namespace) -> int:
         trial = run_trial(spec, study_name, args.storage, args.trial_number, args.out)
         print(json.dumps({"event": "trial", "number": trial.number, "state": trial.state.name}))
         return 0 if trial.state.name in ("COMPLETE", "PRUNED") else 1
+    if args.command == "hpo-finish":
+        from stevie_trainer.hpo_finish import finish_study
+
+        finish_study(spec, study_name, args.storage, args.out, log=lambda m: print(m, flush=True))
+        return 0
     study = open_study(spec, study_name, args.storage, create=False)
     if args.command == "significance":
         from stevie_trainer.significance import run_significance

@@ -1,0 +1,92 @@
+"""What every kind's kopf handlers share: the operator's Runtime (settings, metrics, API
+client, per-object locks) kept in kopf's memo, and small helpers around it.
+
+One lock per object serialises its reconciles: create, update, the timer and child-Job
+events may fire together, and two reconciles of one object at once could both decide to
+create the same child (harmless: names are deterministic) or both ask trials (not harmless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import kopf
+
+from stevie_api import API_VERSION
+from stevie_operator.config import OperatorConfig
+from stevie_operator.kube import KubeClient
+from stevie_operator.metrics import OperatorMetrics
+from stevie_operator.status import Event
+
+__all__ = ["RUNTIME_KEY", "Runtime", "owner_name", "post_events", "runtime", "unfinished"]
+
+RUNTIME_KEY = "stevie"
+
+
+@dataclass
+class Runtime:
+    """Per-operator state shared by all handlers (kept in kopf's memo)."""
+
+    config: OperatorConfig
+    metrics: OperatorMetrics
+    connection: kopf.ConnectionInfo | None = None
+    client: KubeClient | None = None
+    locks: dict[tuple[str, str, str], asyncio.Lock] = field(default_factory=dict)
+    # Kind-specific state that must outlive one reconcile (e.g. open Optuna storages).
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def kube(self) -> KubeClient:
+        """A client for the current credentials (re-created after a new login)."""
+        if self.connection is None:
+            raise kopf.TemporaryError("not logged in to the cluster yet", delay=1)
+        if self.client is None or self.client.closed or self.client.info is not self.connection:
+            self.client = KubeClient(self.connection)
+        return self.client
+
+    def lock(self, kind: str, namespace: str, name: str) -> asyncio.Lock:
+        """The lock serialising the reconciles of one object."""
+        return self.locks.setdefault((kind, namespace, name), asyncio.Lock())
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """Drop a deleted object's lock and metrics."""
+        self.locks.pop((kind, namespace, name), None)
+        self.metrics.forget(kind, namespace, name)
+
+
+def runtime(memo: Any) -> Runtime:
+    """The operator's Runtime, created on first use."""
+    found = memo.get(RUNTIME_KEY)
+    if not isinstance(found, Runtime):
+        found = Runtime(OperatorConfig.from_env(), OperatorMetrics())
+        memo[RUNTIME_KEY] = found
+    return found
+
+
+def owner_name(owners: Any, kind: str) -> str | None:
+    """The name of the controlling owner of ``kind`` in a child's ownerReferences."""
+    for ref in owners or []:
+        if (
+            isinstance(ref, Mapping)
+            and ref.get("kind") == kind
+            and ref.get("apiVersion") == API_VERSION
+            and ref.get("controller")
+        ):
+            name = ref.get("name")
+            return name if isinstance(name, str) else None
+    return None
+
+
+def unfinished(status: Mapping[str, Any], **_: Any) -> bool:
+    """kopf ``when=`` filter: the timer only ticks for objects not Succeeded or Failed."""
+    return status.get("phase") not in ("Succeeded", "Failed")
+
+
+def post_events(body: Mapping[str, Any], events: Iterable[Event]) -> None:
+    """Post Events on the object (kopf queues them; it needs the body for the reference)."""
+    for event in events:
+        kopf.event(
+            cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message
+        )
