@@ -4,7 +4,8 @@ Run with ``kopf run -m stevie_operator.handlers --standalone -A`` (or ``stevie o
 Every trigger -- create, resume, update, a timer while unfinished, any event of an owned
 Job -- calls the same level-based :func:`reconcile`: read the resource and its Job fresh,
 read progress.json / result.json from storage, plan, create the Job if planned, patch the
-status if it changed, post one Event per transition. HPOStudies: :mod:`.hpo_handlers`.
+status if it changed, post one Event per transition. HPOStudies: :mod:`.hpo_handlers`;
+PBTPopulations: :mod:`.pbt_handlers`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import kopf
 
 from stevie_api import API_VERSION, GROUP, VERSION
 from stevie_api.common import utcnow
-from stevie_operator import hpo_handlers
+from stevie_operator import hpo_handlers, pbt_handlers
 from stevie_operator.config import OperatorConfig
 from stevie_operator.jobs import MANAGED_BY, job_name
 from stevie_operator.kube import object_path
@@ -138,6 +139,7 @@ def register(registry: kopf.OperatorRegistry, *, interval: float | None = None) 
             runtime(memo).forget(KIND, namespace or "default", name)
 
     hpo_handlers.register(registry, every)
+    pbt_handlers.register(registry, every)
 
 
 register(kopf.get_default_registry())

@@ -26,6 +26,7 @@ __all__ = ["PHASES", "TRIAL_STATES", "OperatorMetrics"]
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed")
 TRIAL_STATES = ("running", "completed", "pruned", "failed")
+PBT_KIND = "PBTPopulation"
 HPO_KIND = "HPOStudy"
 _UNKNOWN = "Unknown"
 
@@ -81,6 +82,31 @@ class OperatorMetrics:
             registry=self.registry,
             buckets=(1, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400),
         )
+        self.pbt_fitness = Gauge(
+            "stevie_operator_pbt_member_fitness",
+            "Latest validation fitness of each PBT member.",
+            ["namespace", "name", "member"],
+            registry=self.registry,
+        )
+        self.pbt_exploits = Counter(
+            "stevie_operator_pbt_exploits",
+            "Exploit decisions (a member copied another), per population.",
+            ["namespace", "name"],
+            registry=self.registry,
+        )
+        self.pbt_intervals = Gauge(
+            "stevie_operator_pbt_intervals_completed",
+            "Member intervals completed, per population.",
+            ["namespace", "name"],
+            registry=self.registry,
+        )
+        self.pbt_interval_duration = Histogram(
+            "stevie_operator_pbt_interval_duration_seconds",
+            "Wall-clock duration of completed PBT member intervals (Job start to completion).",
+            registry=self.registry,
+            buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400),
+        )
+        self._members: dict[tuple[str, str], set[str]] = {}
         self._phases: dict[Key, str] = {}
         self._sharpe: set[Key] = set()
         self._studies: dict[tuple[str, str], set[int]] = {}  # trial numbers seen finished
@@ -145,6 +171,28 @@ class OperatorMetrics:
             if not first_sight and seconds is not None:
                 self.hpo_trial_duration.labels(state).observe(seconds)
 
+    def observe_population(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        fitness: Mapping[int, float],
+        intervals_completed: int,
+        new_exploits: int,
+        interval_seconds: Iterable[float],
+    ) -> None:
+        """Record a PBTPopulation: latest fitness per member, intervals completed, the
+        exploits and the durations of the intervals seen completed in this reconcile."""
+        members = self._members.setdefault((namespace, name), set())
+        for member, value in fitness.items():
+            self.pbt_fitness.labels(namespace, name, str(member)).set(value)
+            members.add(str(member))
+        self.pbt_intervals.labels(namespace, name).set(intervals_completed)
+        if new_exploits:
+            self.pbt_exploits.labels(namespace, name).inc(new_exploits)
+        for seconds in interval_seconds:
+            self.pbt_interval_duration.observe(seconds)
+
     def forget(self, kind: str, namespace: str, name: str) -> None:
         """Drop a deleted resource from the gauges."""
         key = (kind, namespace, name)
@@ -155,6 +203,13 @@ class OperatorMetrics:
         if kind == HPO_KIND and self._studies.pop((namespace, name), None) is not None:
             for state in TRIAL_STATES:
                 self.hpo_trials.remove(namespace, name, state)
+        members = self._members.pop((namespace, name), None) if kind == PBT_KIND else None
+        if members is not None:
+            for member in members:
+                self.pbt_fitness.remove(namespace, name, member)
+            self.pbt_intervals.remove(namespace, name)
+            with contextlib.suppress(KeyError):
+                self.pbt_exploits.remove(namespace, name)
         if kind == HPO_KIND and (namespace, name) in self._best:
             self.hpo_best_value.remove(namespace, name)
             self._best.discard((namespace, name))

@@ -136,7 +136,7 @@ def decide(population: Population, spec: PBTPopulationSpec) -> tuple[list[Action
     events = []
     for ev in population.events[before:]:
         changes = ", ".join(
-            f"{k} {ev.old_params.get(k)!s}->{ev.new_params.get(k)!s} ({ev.explore.get(k)})"
+            f"{k} {_value(ev.new_params.get(k))} ({ev.explore[k]})"
             for k in sorted(ev.new_params)
             if k in ev.explore
         )
@@ -149,6 +149,10 @@ def decide(population: Population, spec: PBTPopulationSpec) -> tuple[list[Action
             )
         )
     return actions, events
+
+
+def _value(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _num(value: float | None) -> str:

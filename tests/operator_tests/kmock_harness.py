@@ -32,7 +32,11 @@ EVENTS = "/api/v1/namespaces/default/events"
 JOBS = "/apis/batch/v1/namespaces/default/jobs"
 T = TypeVar("T")
 # The project's kinds: plural -> (kind, short name).
-CUSTOM = {"trainingruns": ("TrainingRun", "tr"), "hpostudies": ("HPOStudy", "hpo")}
+CUSTOM = {
+    "trainingruns": ("TrainingRun", "tr"),
+    "hpostudies": ("HPOStudy", "hpo"),
+    "pbtpopulations": ("PBTPopulation", "pbt"),
+}
 
 
 class Emulator(kmock.KubernetesEmulator):

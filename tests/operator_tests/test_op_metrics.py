@@ -88,3 +88,21 @@ def test_hpo_study_trials_best_value_and_durations_once_per_trial() -> None:
     m.forget("HPOStudy", "ns", "s")
     assert value(m, "stevie_operator_hpo_trials", namespace="ns", name="s", state="failed") is None
     assert value(m, "stevie_operator_hpo_best_value", namespace="ns", name="s") is None
+
+
+def test_pbt_population_fitness_exploits_intervals_and_durations() -> None:
+    m = OperatorMetrics()
+    labels = {"namespace": "ns", "name": "pop"}
+    m.observe_population("ns", "pop", fitness={0: 0.5, 1: -0.2}, intervals_completed=2,
+                         new_exploits=1, interval_seconds=[30.0, 50.0])  # fmt: skip
+    m.observe_population("ns", "pop", fitness={1: 0.3}, intervals_completed=3,
+                         new_exploits=2, interval_seconds=[])  # fmt: skip
+    assert value(m, "stevie_operator_pbt_member_fitness", **labels, member="1") == 0.3
+    assert value(m, "stevie_operator_pbt_member_fitness", **labels, member="0") == 0.5
+    assert value(m, "stevie_operator_pbt_exploits_total", **labels) == 3
+    assert value(m, "stevie_operator_pbt_intervals_completed", **labels) == 3
+    assert value(m, "stevie_operator_pbt_interval_duration_seconds_count") == 2
+    assert value(m, "stevie_operator_pbt_interval_duration_seconds_sum") == 80
+    m.forget("PBTPopulation", "ns", "pop")
+    assert value(m, "stevie_operator_pbt_member_fitness", **labels, member="0") is None
+    assert value(m, "stevie_operator_pbt_exploits_total", **labels) is None
