@@ -40,3 +40,27 @@ def pbt_population(name: str = "tiny-pbt", **overrides: Any) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": spec,
     }
+
+
+def hpo_study(name: str = "tiny-hpo", **overrides: Any) -> dict[str, Any]:
+    """An HPOStudy resource: 4 trials of the tiny template, 2 at a time, no pruning."""
+    spec: dict[str, Any] = {
+        "template": template(),
+        "searchSpace": {
+            "learning_rate": {"type": "float", "low": 1.0e-5, "high": 1.0e-2, "log": True},
+            "gamma": {"type": "float", "low": 0.9, "high": 0.9999},
+        },
+        "sampler": "tpe",
+        "pruner": "none",
+        "maxTrials": 4,
+        "parallelism": 2,
+        "seedsPerTrial": 1,
+        "significance": {"enabled": True, "seeds": 2},
+    }
+    spec.update(overrides)
+    return {
+        "apiVersion": "stevie.dev/v1alpha1",
+        "kind": "HPOStudy",
+        "metadata": {"name": name},
+        "spec": spec,
+    }

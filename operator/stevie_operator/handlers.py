@@ -17,7 +17,7 @@ from typing import Any
 
 import kopf
 
-from stevie_api import API_VERSION, GROUP, VERSION
+from stevie_api import API_VERSION, GROUP
 from stevie_api.common import utcnow
 from stevie_operator import hpo_handlers, pbt_handlers
 from stevie_operator.config import OperatorConfig
@@ -25,13 +25,7 @@ from stevie_operator.jobs import MANAGED_BY, job_name
 from stevie_operator.kube import object_path
 from stevie_operator.outputs import read_outputs
 from stevie_operator.reconcile import Observed, Plan, reconcile_training_run, run_location
-from stevie_operator.runtime import (
-    Runtime,
-    owner_name,
-    post_events,
-    runtime,
-    unfinished,
-)
+from stevie_operator.runtime import Runtime, post_events, register_kind, runtime
 
 __all__ = ["Runtime", "main", "reconcile", "register"]
 
@@ -111,33 +105,7 @@ def register(registry: kopf.OperatorRegistry, *, interval: float | None = None) 
         if rt.client is not None:
             await rt.client.close()
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, backoff=5)
-    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, backoff=5)
-    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, backoff=5, field="spec")
-    async def changed(*, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-        await reconcile(runtime(memo), namespace or "default", name)
-
-    @kopf.timer(
-        GROUP, VERSION, PLURAL, registry=registry, interval=every, initial_delay=every,
-        when=unfinished,
-    )  # fmt: skip
-    async def tick(*, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-        await reconcile(runtime(memo), namespace or "default", name)
-
-    @kopf.on.event(
-        "batch", "v1", "jobs", registry=registry,
-        labels={"app.kubernetes.io/managed-by": MANAGED_BY, "stevie.dev/kind": KIND},
-    )  # fmt: skip
-    async def job_event(*, namespace: str | None, meta: kopf.Meta, memo: Any, **_: Any) -> None:
-        owner = owner_name(meta.get("ownerReferences"), KIND)
-        if owner is not None:
-            await reconcile(runtime(memo), namespace or "default", owner)
-
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    def resource_event(*, type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-        if type == "DELETED":
-            runtime(memo).forget(KIND, namespace or "default", name)
-
+    register_kind(registry, kind=KIND, plural=PLURAL, reconcile=reconcile, every=every)
     hpo_handlers.register(registry, every)
     pbt_handlers.register(registry, every)
 

@@ -25,16 +25,16 @@ from typing import Any
 
 import kopf
 
-from stevie_api import API_VERSION, GROUP, VERSION
+from stevie_api import API_VERSION
 from stevie_api.common import utcnow
 from stevie_api.hpo import HPOStudy, HPOStudySpec
 from stevie_operator import hpo_study
 from stevie_operator.hpo_jobs import KIND, journal_location, storage_problem, study_uri
 from stevie_operator.hpo_reconcile import Observed, Plan, StudyProblem, reconcile_hpo_study
-from stevie_operator.jobs import MANAGED_BY, label_value
+from stevie_operator.jobs import label_value
 from stevie_operator.kube import KubeClient, KubeError, object_path
 from stevie_operator.reconcile import parse_resource
-from stevie_operator.runtime import Runtime, owner_name, post_events, runtime, unfinished
+from stevie_operator.runtime import Runtime, post_events, register_kind
 from stevie_trainer.study import StudyConflictError, study_phase
 
 __all__ = ["KIND", "PLURAL", "reconcile", "register"]
@@ -187,33 +187,10 @@ def _record(
 def register(registry: kopf.OperatorRegistry, every: float) -> None:
     """Register the HPOStudy handlers (the timer ticks every ``every`` seconds)."""
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, backoff=5)
-    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, backoff=5)
-    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, backoff=5, field="spec")
-    async def hpo_changed(*, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-        await reconcile(runtime(memo), namespace or "default", name)
+    def forget_storage(rt: Runtime, namespace: str, name: str) -> None:
+        _storages(rt).forget((namespace, name))
 
-    @kopf.timer(
-        GROUP, VERSION, PLURAL, registry=registry, interval=every, initial_delay=every,
-        when=unfinished,
+    register_kind(
+        registry, kind=KIND, plural=PLURAL, reconcile=reconcile, every=every,
+        on_deleted=forget_storage,
     )  # fmt: skip
-    async def hpo_tick(*, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-        await reconcile(runtime(memo), namespace or "default", name)
-
-    @kopf.on.event(
-        "batch", "v1", "jobs", registry=registry,
-        labels={"app.kubernetes.io/managed-by": MANAGED_BY, "stevie.dev/kind": KIND},
-    )  # fmt: skip
-    async def hpo_job_event(*, namespace: str | None, meta: kopf.Meta, memo: Any, **_: Any) -> None:
-        owner = owner_name(meta.get("ownerReferences"), KIND)
-        if owner is not None:
-            await reconcile(runtime(memo), namespace or "default", owner)
-
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    def hpo_resource_event(
-        *, type: str, namespace: str | None, name: str, memo: Any, **_: Any
-    ) -> None:
-        if type == "DELETED":
-            rt = runtime(memo)
-            rt.forget(KIND, namespace or "default", name)
-            _storages(rt).forget((namespace or "default", name))

@@ -23,11 +23,11 @@ from typing import Any
 
 import kopf
 
-from stevie_api import API_VERSION, GROUP, VERSION
+from stevie_api import API_VERSION
 from stevie_api.common import utcnow
 from stevie_api.pbt import PBTPopulation
 from stevie_operator.config import OperatorConfig
-from stevie_operator.jobs import MANAGED_BY, label_value
+from stevie_operator.jobs import label_value
 from stevie_operator.kube import object_path
 from stevie_operator.pbt_control import (
     SPEC_NAME,
@@ -39,7 +39,7 @@ from stevie_operator.pbt_control import (
 from stevie_operator.pbt_jobs import KIND, child_job
 from stevie_operator.pbt_reconcile import PBTObserved, PBTPlan, population_dir, reconcile_pbt
 from stevie_operator.reconcile import parse_resource
-from stevie_operator.runtime import Runtime, owner_name, post_events, runtime, unfinished
+from stevie_operator.runtime import Runtime, post_events, register_kind
 from stevie_trainer import storage
 from stevie_trainer.pbt_state import running_actions
 
@@ -146,32 +146,4 @@ def _record(rt: Runtime, namespace: str, name: str, plan: PBTPlan) -> None:
 def register(registry: kopf.OperatorRegistry, every: float) -> None:
     """Register the PBTPopulation handlers (the timer ticks every ``every`` seconds)."""
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, backoff=5)
-    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, backoff=5)
-    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, backoff=5, field="spec")
-    async def pbt_changed(*, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-        await reconcile(runtime(memo), namespace or "default", name)
-
-    @kopf.timer(
-        GROUP, VERSION, PLURAL, registry=registry, interval=every, initial_delay=every,
-        when=unfinished,
-    )  # fmt: skip
-    async def pbt_tick(*, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-        await reconcile(runtime(memo), namespace or "default", name)
-
-    @kopf.on.event(
-        "batch", "v1", "jobs", registry=registry,
-        labels={"app.kubernetes.io/managed-by": MANAGED_BY, "stevie.dev/kind": KIND},
-    )  # fmt: skip
-    async def pbt_job_event(*, namespace: str | None, meta: kopf.Meta, memo: Any, **_: Any) -> None:
-        owner = owner_name(meta.get("ownerReferences"), KIND)
-        if owner is not None:
-            await reconcile(runtime(memo), namespace or "default", owner)
-
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    def pbt_resource_event(
-        *, type: str, namespace: str | None, name: str, memo: Any, **_: Any
-    ) -> None:
-        if type == "DELETED":
-            rt = runtime(memo)
-            rt.forget(KIND, namespace or "default", name)
+    register_kind(registry, kind=KIND, plural=PLURAL, reconcile=reconcile, every=every)

@@ -9,19 +9,28 @@ create the same child (harmless: names are deterministic) or both ask trials (no
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import kopf
 
-from stevie_api import API_VERSION
+from stevie_api import API_VERSION, GROUP, VERSION
 from stevie_operator.config import OperatorConfig
+from stevie_operator.jobs import MANAGED_BY
 from stevie_operator.kube import KubeClient
 from stevie_operator.metrics import OperatorMetrics
 from stevie_operator.status import Event
 
-__all__ = ["RUNTIME_KEY", "Runtime", "owner_name", "post_events", "runtime", "unfinished"]
+__all__ = [
+    "RUNTIME_KEY",
+    "Runtime",
+    "owner_name",
+    "post_events",
+    "register_kind",
+    "runtime",
+    "unfinished",
+]
 
 RUNTIME_KEY = "stevie"
 
@@ -90,3 +99,50 @@ def post_events(body: Mapping[str, Any], events: Iterable[Event]) -> None:
         kopf.event(
             cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message
         )
+
+
+Reconcile = Callable[[Runtime, str, str], Awaitable[object]]
+
+
+def register_kind(
+    registry: kopf.OperatorRegistry,
+    *,
+    kind: str,
+    plural: str,
+    reconcile: Reconcile,
+    every: float,
+    on_deleted: Callable[[Runtime, str, str], None] | None = None,
+) -> None:
+    """Register one kind's level-based handlers, all calling ``reconcile(rt, ns, name)``:
+    create/resume/spec update, a timer while unfinished (every ``every`` s), any event of a
+    Job it owns (found by the stevie.dev/kind label and the controller ownerReference), and
+    forgetting a deleted object (``on_deleted`` drops kind-specific state too)."""
+
+    async def changed(*, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+        await reconcile(runtime(memo), namespace or "default", name)
+
+    async def job_event(*, namespace: str | None, meta: kopf.Meta, memo: Any, **_: Any) -> None:
+        owner = owner_name(meta.get("ownerReferences"), kind)
+        if owner is not None:
+            await reconcile(runtime(memo), namespace or "default", owner)
+
+    def resource_event(*, type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+        if type == "DELETED":
+            rt = runtime(memo)
+            rt.forget(kind, namespace or "default", name)
+            if on_deleted is not None:
+                on_deleted(rt, namespace or "default", name)
+
+    common: dict[str, Any] = {"registry": registry}
+    kopf.on.resume(GROUP, VERSION, plural, id=f"{kind}-resume", backoff=5, **common)(changed)
+    kopf.on.create(GROUP, VERSION, plural, id=f"{kind}-create", backoff=5, **common)(changed)
+    kopf.on.update(GROUP, VERSION, plural, id=f"{kind}-update", backoff=5, field="spec", **common)(
+        changed
+    )
+    kopf.timer(
+        GROUP, VERSION, plural, id=f"{kind}-tick", interval=every, initial_delay=every,
+        when=unfinished, **common,
+    )(changed)  # fmt: skip
+    labels = {"app.kubernetes.io/managed-by": MANAGED_BY, "stevie.dev/kind": kind}
+    kopf.on.event("batch", "v1", "jobs", id=f"{kind}-jobs", labels=labels, **common)(job_event)
+    kopf.on.event(GROUP, VERSION, plural, id=f"{kind}-events", **common)(resource_event)

@@ -25,6 +25,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
+from tiny_specs import hpo_study
 
 from stevie_api.hpo import HPOStudy, HPOStudySpec
 from stevie_api.loader import load_resources
@@ -33,31 +34,10 @@ from stevie_trainer.study import open_study
 
 PASSWORD = "s3cret-pw"
 
-STUDY = """\
-apiVersion: stevie.dev/v1alpha1
-kind: HPOStudy
-metadata:
-  name: pg-hpo
-spec:
-  template:
-    data: {uri: "pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv", barsPerYear: 252}
-    env: {episodeLength: 200}
-    ppo: {nSteps: 64, batchSize: 64, nEpochs: 2}
-    policy: {netArch: [16, 16]}
-    totalTimesteps: 1024
-    nEnvs: 4
-    evaluation: {evalFreq: 512}
-  searchSpace:
-    learning_rate: {type: float, low: 1.0e-5, high: 1.0e-2, log: true}
-    gamma: {type: float, low: 0.9, high: 0.9999}
-  sampler: tpe
-  pruner: none
-  maxTrials: 4
-  parallelism: 2
-  seedsPerTrial: 1
-  significance: {enabled: false}
-  storage: {urlSecretRef: stevie-hpo-db}
-"""
+STUDY = yaml.safe_dump(
+    hpo_study("pg-hpo", significance={"enabled": False}, storage={"urlSecretRef": "stevie-hpo-db"}),
+    sort_keys=False,
+)
 
 
 # --- a throwaway PostgreSQL cluster --------------------------------------------------------

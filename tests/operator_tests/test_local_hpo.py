@@ -11,33 +11,11 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from tiny_specs import hpo_study
 
 from stevie_trainer.study import open_storage
 
-STUDY = """\
-apiVersion: stevie.dev/v1alpha1
-kind: HPOStudy
-metadata:
-  name: tiny-hpo
-spec:
-  template:
-    data: {uri: "pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv", barsPerYear: 252}
-    env: {episodeLength: 200}
-    ppo: {nSteps: 64, batchSize: 64, nEpochs: 2}
-    policy: {netArch: [16, 16]}
-    totalTimesteps: 1024
-    nEnvs: 4
-    evaluation: {evalFreq: 512}
-  searchSpace:
-    learning_rate: {type: float, low: 1.0e-5, high: 1.0e-2, log: true}
-    gamma: {type: float, low: 0.9, high: 0.9999}
-  sampler: tpe
-  pruner: none
-  maxTrials: 4
-  parallelism: 2
-  seedsPerTrial: 1
-  significance: {enabled: true, seeds: 2}
-"""
+STUDY = yaml.safe_dump(hpo_study(), sort_keys=False)
 
 
 def run(file: Path, data: Path) -> subprocess.CompletedProcess[str]:

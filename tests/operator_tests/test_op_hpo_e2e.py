@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
-import yaml
+from tiny_specs import hpo_study, template
 
 from stevie_trainer.study import open_storage
 
@@ -32,27 +32,10 @@ else:
 
 HPO = "/apis/stevie.dev/v1alpha1/namespaces/default/hpostudies"
 SECRETS = "/api/v1/namespaces/default/secrets"
-STUDY = yaml.safe_load("""
-apiVersion: stevie.dev/v1alpha1
-kind: HPOStudy
-metadata: {name: hpo, namespace: default}
-spec:
-  template:
-    data: {uri: "pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv", barsPerYear: 252}
-    ppo: {nSteps: 64, batchSize: 64}
-    totalTimesteps: 1024
-    nEnvs: 4
-    evaluation: {evalFreq: 512}
-    resources: {cpu: "1", memory: 1Gi}
-  searchSpace:
-    learning_rate: {type: float, low: 1.0e-5, high: 1.0e-2, log: true}
-    gamma: {type: float, low: 0.9, high: 0.9999}
-  pruner: none
-  maxTrials: 4
-  parallelism: 2
-  maxFailedTrials: 2
-  significance: {enabled: true, seeds: 2}
-""")
+STUDY = hpo_study(
+    "hpo", maxFailedTrials=2, template=template(resources={"cpu": "1", "memory": "1Gi"})
+)
+STUDY["metadata"]["namespace"] = "default"
 FAILED = {
     "failed": 1,
     "conditions": [

@@ -13,7 +13,7 @@ from typing import Any
 import kubernetes_validate
 import optuna
 import pytest
-import yaml
+import tiny_specs
 
 from stevie_api.hpo import HPOStudy
 from stevie_operator import hpo_study
@@ -25,22 +25,7 @@ from stevie_operator.status import Event
 from stevie_trainer.study import StudyConflictError, open_storage
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
-SPEC = yaml.safe_load("""
-template:
-  data: {uri: "pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv", barsPerYear: 252}
-  ppo: {nSteps: 64, batchSize: 64}
-  totalTimesteps: 1024
-  nEnvs: 4
-  evaluation: {evalFreq: 512}
-searchSpace:
-  learning_rate: {type: float, low: 1.0e-5, high: 1.0e-2, log: true}
-  gamma: {type: float, low: 0.9, high: 0.9999}
-pruner: none
-maxTrials: 4
-parallelism: 2
-maxFailedTrials: 1
-significance: {enabled: true, seeds: 2}
-""")
+SPEC = tiny_specs.hpo_study(maxFailedTrials=1)["spec"]
 FAILED = {
     "failed": 4,
     "conditions": [
