@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from processes import default_sigint
 from tiny_specs import pbt_population
 
 POP = "default/pbtpopulations"
@@ -84,7 +85,11 @@ def test_an_interrupted_population_resumes_without_redoing_finished_intervals(
     data = tmp_path / "runs"
     state = data / POP / "resume-pbt" / "population.json"
     proc = subprocess.Popen(
-        command(file, data), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        command(file, data),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:

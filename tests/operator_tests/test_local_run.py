@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from processes import default_sigint
 
 TINY = """\
 apiVersion: stevie.dev/v1alpha1
@@ -97,6 +98,7 @@ def test_ctrl_c_stops_the_trainer_and_a_rerun_resumes(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     checkpoints = data / "default" / "trainingruns" / "tiny" / "checkpoints"
     deadline = time.monotonic() + 120
