@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -61,6 +62,7 @@ class _Child:
 
 def _interval_process(argv: list[str], log: str) -> None:
     """Body of a forked interval process: the trainer's command line, output to its log."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked around the fork
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -109,7 +111,13 @@ class _Children:
         proc = self.context.Process(
             target=_interval_process, args=(argv, str(logs / f"{action.name}.log"))
         )
-        proc.start()
+        # A Ctrl-C that lands inside fork() would be raised in an at-fork handler, where
+        # Python prints and swallows it; blocked for the fork, it is raised just after.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
         self.running[action.name] = _Child(action, proc, time.monotonic())
 
     def ended(self) -> list[Outcome]:
