@@ -61,14 +61,19 @@ class _Child:
 
 
 def _interval_process(argv: list[str], log: str) -> None:
-    """Body of a forked interval process: the trainer's command line, output to its log."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked around the fork
+    """Body of a forked interval process: the trainer's command line, output to its log.
+    SIGINT was blocked around the fork: unblocked only once output goes to the log."""
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
-    from stevie_trainer.__main__ import main
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        from stevie_trainer.__main__ import main
 
-    sys.exit(main(argv))
+        code = main(argv)
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
 
 
 class _Children:
