@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--intervals", default="4096,16384")
     parser.add_argument("--members", type=int, default=4)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--launchers", default="forked,fresh", help="forked, fresh or both")
     args = parser.parse_args()
     root = Path(args.out or tempfile.mkdtemp(prefix="stevie-pbt-overhead-"))
 
@@ -60,7 +61,11 @@ def main() -> None:
     print(header + "   inside intervals (s): setup / eval / save")
     rows = []
     for interval in (int(x) for x in args.intervals.split(",")):
-        for label, fresh in (("forked (stevie run)", False), ("fresh process (Job)", True)):
+        wanted = args.launchers.split(",")
+        launchers = [("forked (stevie run)", False), ("fresh process (Job)", True)]
+        for label, fresh in [
+            (lab, f) for lab, f in launchers if ("fresh" if f else "forked") in wanted
+        ]:
             name = f"pbt-{interval}-{'fresh' if fresh else 'fork'}"
             resource = PBTPopulation.model_validate(
                 population(args.data, interval, args.members, name)

@@ -58,7 +58,7 @@ class GreedyMLP:
         return best
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def _argmax(x: F64, weights: F64, sizes: I64, activation: int) -> int:
     offset = 0
     h = x
