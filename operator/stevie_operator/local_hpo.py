@@ -152,7 +152,7 @@ def run_hpo_study(
     status.observed_generation = study.metadata.generation or 1
     status.start_time = started
     if phase == "Succeeded" and best_trials(optuna_study):
-        status = finish(study, optuna_study, study_dir, status, say)
+        status = finish(study, storage, study_dir, status, say)
     status.completion_time = datetime.now(UTC)
     ok = phase == "Succeeded"
     reason = "StudySucceeded" if ok else "TooManyFailedTrials"
@@ -167,30 +167,20 @@ def run_hpo_study(
 
 def finish(
     study: HPOStudy,
-    optuna_study: Any,
+    storage: str,
     study_dir: Path,
     status: HPOStudyStatus,
     say: Callable[[str], None],
 ) -> HPOStudyStatus:
-    """Significance (best vs default over fresh seeds), then the report and plots."""
-    from stevie_trainer.hpo_report import write_report
-    from stevie_trainer.significance import run_significance
+    """What the cluster's finish Job runs (significance: best vs default over fresh seeds,
+    then the report and plots), in this process; its outputs go into the status."""
+    from stevie_operator.hpo_study import read_outputs
+    from stevie_trainer.hpo_finish import finish_study
 
     spec = study.spec
-    out = str(study_dir)
-    best = best_trials(optuna_study)[0]
-    say(f"best trial {best.number}: {dict(best.params)}")
-    significance = None
-    if spec.significance.enabled:
-        say(f"re-training best and default configurations over {spec.significance.seeds} seeds")
-        comparison = run_significance(
-            spec, dict(best.params), str(study_dir / "significance"), log=lambda _: None
-        )
-        say(comparison.sentence())
-        significance = comparison.to_dict()
-        status.significance = comparison.to_status()
-    uris = write_report(optuna_study, spec, out, study.metadata.name, significance=significance)
-    status.results_uri = uris["optimization_results.json"]
-    status.report_uri = uris["optimization_report.txt"]
-    say(f"report: {status.report_uri}")
+    finish_study(spec, study.metadata.name, storage, str(study_dir), log=say)
+    outputs = read_outputs(str(study_dir), spec)
+    status.significance = outputs.significance
+    status.results_uri = outputs.results_uri
+    status.report_uri = outputs.report_uri
     return status
