@@ -25,7 +25,7 @@ from stevie_operator.jobs import MANAGED_BY, job_name
 from stevie_operator.kube import object_path
 from stevie_operator.outputs import read_outputs
 from stevie_operator.reconcile import Observed, Plan, reconcile_training_run, run_location
-from stevie_operator.runtime import Runtime, post_events, register_kind, runtime
+from stevie_operator.runtime import Runtime, live_object, post_events, register_kind, runtime
 
 __all__ = ["Runtime", "main", "reconcile", "register"]
 
@@ -46,8 +46,8 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> Plan | None:
     async with rt.lock(KIND, namespace, name):
         with rt.metrics.reconciling(KIND):
             client = rt.kube()
-            body = await client.get(object_path(API_VERSION, PLURAL, namespace, name))
-            if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            body = await live_object(client, PLURAL, namespace, name)
+            if body is None:
                 return None
             jobs = object_path("batch/v1", "jobs", namespace)
             job_path = object_path("batch/v1", "jobs", namespace, job_name(name))

@@ -31,10 +31,9 @@ from stevie_api.hpo import HPOStudy, HPOStudySpec
 from stevie_operator import hpo_study
 from stevie_operator.hpo_jobs import KIND, journal_location, storage_problem, study_uri
 from stevie_operator.hpo_reconcile import Observed, Plan, StudyProblem, reconcile_hpo_study
-from stevie_operator.jobs import label_value
 from stevie_operator.kube import KubeClient, KubeError, object_path
 from stevie_operator.reconcile import parse_resource
-from stevie_operator.runtime import Runtime, post_events, register_kind
+from stevie_operator.runtime import Runtime, live_object, owned_jobs, post_events, register_kind
 from stevie_trainer.study import StudyConflictError, study_phase
 
 __all__ = ["KIND", "PLURAL", "reconcile", "register"]
@@ -132,12 +131,11 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> Plan | None:
     async with rt.lock(KIND, namespace, name):
         with rt.metrics.reconciling(KIND):
             client = rt.kube()
-            body = await client.get(object_path(API_VERSION, PLURAL, namespace, name))
-            if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            body = await live_object(client, PLURAL, namespace, name)
+            if body is None:
                 return None
             jobs_path = object_path("batch/v1", "jobs", namespace)
-            labels = {"stevie.dev/kind": KIND, "stevie.dev/name": label_value(name)}
-            jobs = {j["metadata"]["name"]: j for j in await client.list(jobs_path, labels)}
+            jobs = await owned_jobs(client, KIND, namespace, name)
             now = utcnow()
             target = await _target(rt, client, body, namespace)
             storages = _storages(rt)

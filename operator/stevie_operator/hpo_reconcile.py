@@ -37,7 +37,7 @@ from stevie_operator.hpo_jobs import (
     trial_job,
     trial_job_name,
 )
-from stevie_operator.reconcile import job_outcome, parse_resource
+from stevie_operator.reconcile import INVALID_SPEC, TERMINAL, job_outcome, parse_resource
 from stevie_operator.status import Event, merge_patch, phase_conditions, set_conditions
 from stevie_trainer.study import AskedTrial, ask_count, study_phase
 
@@ -52,8 +52,6 @@ __all__ = [
     "reconcile_hpo_study",
 ]
 
-TERMINAL: tuple[JobPhase, ...] = ("Succeeded", "Failed")
-INVALID_SPEC = "InvalidSpec"
 MAX_FAILURE_EVENTS = 3
 
 

@@ -27,8 +27,8 @@ from stevie_api import API_VERSION
 from stevie_api.common import utcnow
 from stevie_api.pbt import PBTPopulation
 from stevie_operator.config import OperatorConfig
-from stevie_operator.jobs import label_value
 from stevie_operator.kube import object_path
+from stevie_operator.outputs import read_json
 from stevie_operator.pbt_control import (
     SPEC_NAME,
     SUMMARY_NAME,
@@ -39,7 +39,7 @@ from stevie_operator.pbt_control import (
 from stevie_operator.pbt_jobs import KIND, child_job
 from stevie_operator.pbt_reconcile import PBTObserved, PBTPlan, population_dir, reconcile_pbt
 from stevie_operator.reconcile import parse_resource
-from stevie_operator.runtime import Runtime, post_events, register_kind
+from stevie_operator.runtime import Runtime, live_object, owned_jobs, post_events, register_kind
 from stevie_trainer import storage
 from stevie_trainer.pbt_state import running_actions
 
@@ -47,13 +47,6 @@ __all__ = ["KIND", "PLURAL", "observe", "persist", "reconcile", "register"]
 
 PLURAL = "pbtpopulations"
 logger = logging.getLogger(__name__)
-
-
-def _json(uri: str) -> dict[str, Any] | None:
-    if not storage.exists(uri):
-        return None
-    value = json.loads(storage.read_text(uri))
-    return value if isinstance(value, dict) else None
 
 
 def observe(
@@ -69,7 +62,7 @@ def observe(
     results = {}
     for action in running_actions(state[0]) if state else []:
         assert action.member is not None and action.interval is not None
-        found = _json(
+        found = read_json(
             storage.join(interval_uri(folder, action.member, action.interval), "result.json")
         )
         if found is not None:
@@ -77,10 +70,10 @@ def observe(
     return PBTObserved(
         now=now,
         state=state,
-        stored_spec=_json(storage.join(folder, SPEC_NAME)),
+        stored_spec=read_json(storage.join(folder, SPEC_NAME)),
         jobs=jobs,
         results=results,
-        summary=_json(storage.join(folder, SUMMARY_NAME)),
+        summary=read_json(storage.join(folder, SUMMARY_NAME)),
     )
 
 
@@ -100,12 +93,11 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> PBTPlan | None:
     async with rt.lock(KIND, namespace, name):
         with rt.metrics.reconciling(KIND):
             client = rt.kube()
-            body = await client.get(object_path(API_VERSION, PLURAL, namespace, name))
-            if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            body = await live_object(client, PLURAL, namespace, name)
+            if body is None:
                 return None
             jobs_path = object_path("batch/v1", "jobs", namespace)
-            labels = {"stevie.dev/kind": KIND, "stevie.dev/name": label_value(name)}
-            jobs = {j["metadata"]["name"]: j for j in await client.list(jobs_path, labels)}
+            jobs = await owned_jobs(client, KIND, namespace, name)
             now = utcnow()
             pop = parse_resource(body, PBTPopulation)
             if isinstance(pop, PBTPopulation):

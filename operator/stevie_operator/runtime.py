@@ -17,14 +17,16 @@ import kopf
 
 from stevie_api import API_VERSION, GROUP, VERSION
 from stevie_operator.config import OperatorConfig
-from stevie_operator.jobs import MANAGED_BY
-from stevie_operator.kube import KubeClient
+from stevie_operator.jobs import MANAGED_BY, label_value
+from stevie_operator.kube import KubeClient, object_path
 from stevie_operator.metrics import OperatorMetrics
 from stevie_operator.status import Event
 
 __all__ = [
     "RUNTIME_KEY",
     "Runtime",
+    "live_object",
+    "owned_jobs",
     "owner_name",
     "post_events",
     "register_kind",
@@ -146,3 +148,22 @@ def register_kind(
     labels = {"app.kubernetes.io/managed-by": MANAGED_BY, "stevie.dev/kind": kind}
     kopf.on.event("batch", "v1", "jobs", id=f"{kind}-jobs", labels=labels, **common)(job_event)
     kopf.on.event(GROUP, VERSION, plural, id=f"{kind}-events", **common)(resource_event)
+
+
+async def live_object(
+    client: KubeClient, plural: str, namespace: str, name: str
+) -> dict[str, Any] | None:
+    """The object as the API server has it now; None if it is gone or being deleted."""
+    body = await client.get(object_path(API_VERSION, plural, namespace, name))
+    if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    return body
+
+
+async def owned_jobs(
+    client: KubeClient, kind: str, namespace: str, name: str
+) -> dict[str, dict[str, Any]]:
+    """The Jobs of one object, by name (found by their stevie.dev/kind and /name labels)."""
+    path = object_path("batch/v1", "jobs", namespace)
+    labels = {"stevie.dev/kind": kind, "stevie.dev/name": label_value(name)}
+    return {j["metadata"]["name"]: j for j in await client.list(path, labels)}
