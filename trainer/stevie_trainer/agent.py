@@ -170,10 +170,6 @@ class AgentPolicy:
         self.device = policy.device
         self.mlp = greedy_mlp(self.layers)
 
-    def refresh(self) -> None:
-        """Take the model's current weights into :attr:`mlp` (it holds a copy)."""
-        self.mlp = greedy_mlp(self.layers)
-
     def act(self, obs: npt.NDArray[np.float32], accounts: Accounts) -> npt.NDArray[np.int64]:
         with torch.no_grad():
             x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
