@@ -38,9 +38,9 @@ def spec(data: str, steps: int, seed: int, bc: bool) -> dict[str, Any]:
 
 def expert_validation_sharpe(doc: dict[str, Any]) -> float:
     from stevie_api.training import TrainingRunSpec
-    from stevie_trainer.baselines import ExpertPolicy
-    from stevie_trainer.evaluate import run_policy
-    from stevie_trainer.prepare import prepare
+    from stevie_trainer.env.prepare import prepare
+    from stevie_trainer.evaluation.baselines import ExpertPolicy
+    from stevie_trainer.evaluation.episode import run_policy
 
     prepared = prepare(TrainingRunSpec.model_validate(doc))
     expert = ExpertPolicy(prepared.market.features.indicators, prepared.spec.expert)
@@ -74,7 +74,7 @@ def main() -> None:
         procs[label] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for p in procs.values():
         p.wait()
-    from stevie_trainer.train import result_table
+    from stevie_trainer.rl.train import result_table
 
     target = expert_validation_sharpe(spec(args.data, args.steps, args.seed, False))
     print(f"data {args.data}, {args.steps} timesteps each, seed {args.seed}; runs in {root}")

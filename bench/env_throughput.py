@@ -18,10 +18,10 @@ import gymnasium as gym
 import numpy as np
 
 from stevie_api.market import EnvSpec
-from stevie_trainer.data import load_ohlcv
-from stevie_trainer.env import TradingEnv
-from stevie_trainer.market import MarketData
-from stevie_trainer.vecenv import VecTradingEnv
+from stevie_trainer.data.ohlcv import load_ohlcv
+from stevie_trainer.env.market import MarketData
+from stevie_trainer.env.trading import TradingEnv
+from stevie_trainer.env.vec import VecTradingEnv
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "BTCUSDT_1h.csv"
 BUNDLED = "pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv"

@@ -23,8 +23,8 @@ from optuna.trial import TrialState
 from stevie_api import API_VERSION
 from stevie_api.hpo import HPOStudySpec
 from stevie_operator.local_hpo import TrialProcesses
-from stevie_trainer.hpo_report import pruning_savings
-from stevie_trainer.study import (
+from stevie_trainer.hpo.report import pruning_savings
+from stevie_trainer.hpo.study import (
     ask_trials,
     best_trials,
     open_study,

@@ -57,7 +57,7 @@ def _member_chain(job: tuple[Any, int, dict[str, Any], int, str]) -> list[dict[s
     spec, member, params, intervals, root = job
     import os
 
-    from stevie_trainer.pbt_member import train_interval
+    from stevie_trainer.pbt.member import train_interval
 
     os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # progress lines, as in stevie run's logs
 
@@ -73,9 +73,9 @@ def random_arm(resource: Any, root: Path) -> tuple[dict[str, Any], float]:
     """8 independent runs from the population's initial draws; summary via pbt_finish."""
     import numpy as np
 
-    from stevie_trainer.pbt import new_population
-    from stevie_trainer.pbt_finish import finish_population
-    from stevie_trainer.pbt_member import warm_up
+    from stevie_trainer.pbt.evolution import new_population
+    from stevie_trainer.pbt.finish import finish_population
+    from stevie_trainer.pbt.member import warm_up
 
     spec = resource.spec
     rng = np.random.default_rng([spec.template.seed, spec.population_size])  # as local_pbt

@@ -34,9 +34,9 @@ def run_side(side: str, data: str, steps: int) -> dict[str, float]:
     from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
     from stevie_api.market import EnvSpec
-    from stevie_trainer.data import load_ohlcv
-    from stevie_trainer.market import MarketData
-    from stevie_trainer.vecenv import VecTradingEnv
+    from stevie_trainer.data.ohlcv import load_ohlcv
+    from stevie_trainer.env.market import MarketData
+    from stevie_trainer.env.vec import VecTradingEnv
 
     torch.set_num_threads(1)
     frame = load_ohlcv(data)

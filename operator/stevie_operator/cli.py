@@ -80,7 +80,7 @@ def _specs_from_args(
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from stevie_trainer.backtest import run_backtest, write_report
+    from stevie_trainer.evaluation.backtest import run_backtest, write_report
 
     data, env, expert, name = _specs_from_args(args)
     report = run_backtest(
@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        from stevie_trainer.errors import user_error_lines
+        from stevie_trainer.common.errors import user_error_lines
 
         for line in user_error_lines(exc, prog="stevie"):
             print(line, file=sys.stderr)

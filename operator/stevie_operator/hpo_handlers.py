@@ -34,7 +34,7 @@ from stevie_operator.hpo_reconcile import Observed, Plan, StudyProblem, reconcil
 from stevie_operator.kube import KubeClient, KubeError, object_path
 from stevie_operator.reconcile import parse_resource
 from stevie_operator.runtime import Runtime, live_object, owned_jobs, post_events, register_kind
-from stevie_trainer.study import StudyConflictError, study_phase
+from stevie_trainer.hpo.study import StudyConflictError, study_phase
 
 __all__ = ["KIND", "PLURAL", "reconcile", "register"]
 

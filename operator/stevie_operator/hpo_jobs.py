@@ -22,8 +22,8 @@ from typing import Any
 from stevie_api.hpo import HPOStudy
 from stevie_operator.config import OperatorConfig
 from stevie_operator.jobs import Owner, fit_name, trainer_job
-from stevie_trainer import storage
-from stevie_trainer.study import RDB_SCHEMES, journal_uri, trial_name
+from stevie_trainer.common import storage
+from stevie_trainer.hpo.study import RDB_SCHEMES, journal_uri, trial_name
 
 __all__ = [
     "KIND",

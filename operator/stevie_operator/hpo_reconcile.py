@@ -1,7 +1,7 @@
 """The HPOStudy reconciler: a pure function (resource + observed Jobs + study view -> plan).
 
 The cluster twin of ``stevie run``'s loop (:mod:`.local_hpo`), on the protocol of
-:mod:`stevie_trainer.study`: count the trials; stop when the study is over; ask up to
+:mod:`stevie_trainer.hpo.study`: count the trials; stop when the study is over; ask up to
 ``parallelism`` running / ``maxTrials`` finished; one Job per running trial that has none;
 a trial whose Job ended while the trial is still RUNNING in Optuna (the worker died without
 telling: OOM, node lost, backoff limit) is marked FAIL, and replaced while failures stay
@@ -39,7 +39,7 @@ from stevie_operator.hpo_jobs import (
 )
 from stevie_operator.reconcile import INVALID_SPEC, TERMINAL, job_outcome, parse_resource
 from stevie_operator.status import Event, merge_patch, phase_conditions, set_conditions
-from stevie_trainer.study import AskedTrial, ask_count, study_phase
+from stevie_trainer.hpo.study import AskedTrial, ask_count, study_phase
 
 __all__ = [
     "FinishOutputs",

@@ -27,8 +27,8 @@ from stevie_operator.hpo_jobs import REPORT_FILE, RESULTS_FILE, SIGNIFICANCE_FIL
 from stevie_operator.hpo_reconcile import FinishedTrial, FinishOutputs, StudyView
 from stevie_operator.outputs import read_json
 from stevie_operator.status import finite
-from stevie_trainer import storage
-from stevie_trainer.study import (
+from stevie_trainer.common import storage
+from stevie_trainer.hpo.study import (
     ask_trials,
     mark_failed,
     open_storage,

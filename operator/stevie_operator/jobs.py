@@ -17,7 +17,7 @@ from typing import Any
 from stevie_api import API_VERSION
 from stevie_api.training import TrainingRun, TrainingRunSpec
 from stevie_operator.config import OperatorConfig
-from stevie_trainer import storage
+from stevie_trainer.common import storage
 
 __all__ = [
     "MANAGED_BY",

@@ -29,7 +29,7 @@ from stevie_api.training import TrainingRun
 from stevie_operator.config import OperatorConfig
 from stevie_operator.outputs import read_json
 from stevie_operator.reconcile import Observed, Plan, reconcile_training_run, run_location
-from stevie_trainer import storage
+from stevie_trainer.common import storage
 
 _POD_ONLY = ("HOME", "MPLCONFIGDIR", "STEVIE_METRICS_PORT")
 _VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from stevie_api.hpo import HPOStudy, HPOStudyStatus
-from stevie_trainer.study import (
+from stevie_trainer.hpo.study import (
     ask_count,
     ask_trials,
     best_trials,
@@ -175,7 +175,7 @@ def finish(
     """What the cluster's finish Job runs (significance: best vs default over fresh seeds,
     then the report and plots), in this process; its outputs go into the status."""
     from stevie_operator.hpo_study import read_outputs
-    from stevie_trainer.hpo_finish import finish_study
+    from stevie_trainer.hpo.finish import finish_study
 
     spec = study.spec
     finish_study(spec, study.metadata.name, storage, str(study_dir), log=say)

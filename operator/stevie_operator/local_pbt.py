@@ -42,9 +42,9 @@ from stevie_operator.pbt_control import (
     save_state,
 )
 from stevie_operator.status import Event
-from stevie_trainer.artifacts import RunStore
-from stevie_trainer.pbt import new_population
-from stevie_trainer.pbt_state import Action, Population, running_actions
+from stevie_trainer.common.artifacts import RunStore
+from stevie_trainer.pbt.evolution import new_population
+from stevie_trainer.pbt.state import Action, Population, running_actions
 
 __all__ = ["PopulationConflictError", "run_pbt_population"]
 
@@ -102,7 +102,7 @@ class _Children:
         with ``fresh`` processes: each starts a new interpreter, as a cluster Job does)."""
         if self.fresh:
             return
-        from stevie_trainer.pbt_member import warm_up
+        from stevie_trainer.pbt.member import warm_up
 
         warm_up(self.spec)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from stevie_trainer import storage
+from stevie_trainer.common import storage
 
 
 def read_json(uri: str) -> dict[str, Any] | None:

@@ -24,9 +24,9 @@ from typing import Any
 from stevie_api.common import MetricSummary
 from stevie_api.pbt import PBTMemberSummary, PBTPopulationSpec, PBTPopulationStatus
 from stevie_operator.status import Event, finite, metric_summary
-from stevie_trainer import storage
-from stevie_trainer.pbt import decision_rng, next_actions, record_failure, record_result
-from stevie_trainer.pbt_state import Action, Population, phase, rank
+from stevie_trainer.common import storage
+from stevie_trainer.pbt.evolution import decision_rng, next_actions, record_failure, record_result
+from stevie_trainer.pbt.state import Action, Population, phase, rank
 
 __all__ = [
     "SPEC_NAME",

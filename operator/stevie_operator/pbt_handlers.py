@@ -40,8 +40,8 @@ from stevie_operator.pbt_jobs import KIND, child_job
 from stevie_operator.pbt_reconcile import PBTObserved, PBTPlan, population_dir, reconcile_pbt
 from stevie_operator.reconcile import parse_resource
 from stevie_operator.runtime import Runtime, live_object, owned_jobs, post_events, register_kind
-from stevie_trainer import storage
-from stevie_trainer.pbt_state import running_actions
+from stevie_trainer.common import storage
+from stevie_trainer.pbt.state import running_actions
 
 __all__ = ["KIND", "PLURAL", "observe", "persist", "reconcile", "register"]
 

@@ -34,9 +34,9 @@ from stevie_operator.pbt_control import (
 )
 from stevie_operator.reconcile import job_outcome, parse_resource
 from stevie_operator.status import Event, merge_patch, parse_time, phase_conditions, set_conditions
-from stevie_trainer import storage
-from stevie_trainer.pbt import new_population
-from stevie_trainer.pbt_state import Population, running_actions
+from stevie_trainer.common import storage
+from stevie_trainer.pbt.evolution import new_population
+from stevie_trainer.pbt.state import Population, running_actions
 
 __all__ = [
     "ChildJob",

@@ -34,7 +34,7 @@ from stevie_operator.status import (
     phase_conditions,
     set_conditions,
 )
-from stevie_trainer import storage
+from stevie_trainer.common import storage
 
 __all__ = [
     "Observed",

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from stevie_operator.cli import main
-from stevie_trainer.data import load_ohlcv
+from stevie_trainer.data.ohlcv import load_ohlcv
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -30,7 +30,7 @@ from tiny_specs import hpo_study
 from stevie_api.hpo import HPOStudy, HPOStudySpec
 from stevie_api.loader import load_resources
 from stevie_operator import local_hpo
-from stevie_trainer.study import open_study
+from stevie_trainer.hpo.study import open_study
 
 PASSWORD = "s3cret-pw"
 
@@ -148,7 +148,7 @@ WORKER = textwrap.dedent(
     import json, os, sys, time
     from pathlib import Path
     from stevie_api.hpo import HPOStudySpec
-    from stevie_trainer.study import ask_trials, open_study, tell_trial
+    from stevie_trainer.hpo.study import ask_trials, open_study, tell_trial
 
     spec = HPOStudySpec.model_validate(json.loads(sys.argv[1]), by_alias=True, by_name=False)
     worker, n, gate = sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])

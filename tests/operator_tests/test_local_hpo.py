@@ -13,7 +13,7 @@ import pytest
 import yaml
 from tiny_specs import hpo_study
 
-from stevie_trainer.study import open_storage
+from stevie_trainer.hpo.study import open_storage
 
 STUDY = yaml.safe_dump(hpo_study(), sort_keys=False)
 

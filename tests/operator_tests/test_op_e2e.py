@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from stevie_trainer import storage
+from stevie_trainer.common import storage
 
 if TYPE_CHECKING:  # mypy sees the repository's layout; pytest puts this folder on sys.path
     from operator_tests.kmock_harness import JOBS, Cluster, conditions, operator, wait_for

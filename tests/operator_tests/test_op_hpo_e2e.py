@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from tiny_specs import hpo_study, template
 
-from stevie_trainer.study import open_storage
+from stevie_trainer.hpo.study import open_storage
 
 if TYPE_CHECKING:  # mypy sees the repository's layout; pytest puts this folder on sys.path
     from operator_tests.kmock_harness import (

@@ -22,7 +22,7 @@ from stevie_operator.hpo_jobs import finish_job, journal_location, trial_job
 from stevie_operator.hpo_reconcile import Observed, Plan, StudyProblem, reconcile_hpo_study
 from stevie_operator.reconcile import parse_resource
 from stevie_operator.status import Event
-from stevie_trainer.study import StudyConflictError, open_storage
+from stevie_trainer.hpo.study import StudyConflictError, open_storage
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 SPEC = tiny_specs.hpo_study(maxFailedTrials=1)["spec"]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tiny_specs import pbt_population
 
-from stevie_trainer import storage
+from stevie_trainer.common import storage
 
 if TYPE_CHECKING:  # mypy sees the repository's layout; pytest puts this folder on sys.path
     from operator_tests.kmock_harness import JOBS, Cluster, conditions, operator, wait_for

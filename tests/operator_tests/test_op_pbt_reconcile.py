@@ -15,7 +15,7 @@ from stevie_operator.pbt_reconcile import (
     finish_job_name,
     reconcile_pbt,
 )
-from stevie_trainer.pbt_state import Population
+from stevie_trainer.pbt.state import Population
 
 CONFIG = OperatorConfig(storage_uri="file:///data")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -20,8 +20,8 @@ from stevie_operator.pbt_control import (
     population_status,
     save_state,
 )
-from stevie_trainer.pbt import new_population
-from stevie_trainer.pbt_state import Population
+from stevie_trainer.pbt.evolution import new_population
+from stevie_trainer.pbt.state import Population
 
 
 def spec(**overrides: Any) -> PBTPopulationSpec:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from stevie_trainer import storage
+from stevie_trainer.common import storage
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()

@@ -12,14 +12,14 @@ import pandas as pd
 import pytest
 
 from stevie_api.techniques import AugmentationSpec
-from stevie_trainer.augment import (
+from stevie_trainer.data.augment import (
     REGIME_MAX_BARS,
     REGIME_MIN_BARS,
     augment_copies,
     augment_frame,
     describe,
 )
-from stevie_trainer.data import load_ohlcv, validate_ohlcv
+from stevie_trainer.data.ohlcv import load_ohlcv, validate_ohlcv
 
 TECHNIQUES = ("noise", "volume_scaling", "regime_shift", "volatility_scaling", "time_warp")
 

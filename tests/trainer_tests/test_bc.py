@@ -15,21 +15,21 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 from stevie_api.market import EnvSpec, ExpertSpec
 from stevie_api.techniques import BehaviourCloningSpec
-from stevie_trainer.baselines import ExpertPolicy
-from stevie_trainer.bc import (
+from stevie_trainer.data.ohlcv import load_ohlcv
+from stevie_trainer.data.splits import SplitBounds, split_bounds
+from stevie_trainer.env.kernel import Accounts
+from stevie_trainer.env.market import MarketData
+from stevie_trainer.env.trading import TradingEnv
+from stevie_trainer.env.vec import VecTradingEnv
+from stevie_trainer.evaluation.baselines import ExpertPolicy
+from stevie_trainer.evaluation.episode import run_policy
+from stevie_trainer.rl.bc import (
     BCReport,
     Demonstrations,
     collect_demonstrations,
     pretrain,
     split_demonstrations,
 )
-from stevie_trainer.data import load_ohlcv
-from stevie_trainer.env import TradingEnv
-from stevie_trainer.evaluate import run_policy
-from stevie_trainer.market import MarketData
-from stevie_trainer.sim import Accounts
-from stevie_trainer.splits import SplitBounds, split_bounds
-from stevie_trainer.vecenv import VecTradingEnv
 
 SPEC = EnvSpec(episode_length=500)
 EXPERT = ExpertSpec()

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 
 from stevie_api.techniques import CurriculumSpec
-from stevie_trainer.curriculum import (
+from stevie_trainer.data.features import IndicatorParams, compute_indicators
+from stevie_trainer.data.ohlcv import load_ohlcv
+from stevie_trainer.rl.curriculum import (
     Curriculum,
     cumulative_starts,
     label_regimes,
     regime_edges,
     stage_starts,
 )
-from stevie_trainer.data import load_ohlcv
-from stevie_trainer.features import IndicatorParams, compute_indicators
 
 
 def volatility(shared_data: Path, name: str) -> np.ndarray:

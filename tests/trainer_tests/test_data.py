@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stevie_trainer import storage
-from stevie_trainer.data import DataError, load_ohlcv, require_bars, validate_ohlcv
+from stevie_trainer.common import storage
+from stevie_trainer.data.ohlcv import DataError, load_ohlcv, require_bars, validate_ohlcv
 
 OHLC = ["open", "high", "low", "close"]
 

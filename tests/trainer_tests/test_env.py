@@ -12,11 +12,11 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from stevie_api.market import EnvSpec
-from stevie_trainer.data import DataError
-from stevie_trainer.env import TradingEnv
-from stevie_trainer.evaluate import round_trips
-from stevie_trainer.market import MarketData
-from stevie_trainer.vecenv import VecTradingEnv
+from stevie_trainer.data.ohlcv import DataError
+from stevie_trainer.env.market import MarketData
+from stevie_trainer.env.trading import TradingEnv
+from stevie_trainer.env.vec import VecTradingEnv
+from stevie_trainer.evaluation.episode import round_trips
 
 
 def random_walk(n: int = 600, seed: int = 0, gap: float = 0.002) -> pd.DataFrame:

@@ -10,11 +10,11 @@ from stable_baselines3.common.vec_env import VecMonitor
 from tiny_specs import template
 
 from stevie_api.training import TrainingRunSpec
-from stevie_trainer.agent import AgentPolicy, build_model, greedy_mlp
-from stevie_trainer.evaluate import run_policy
-from stevie_trainer.prepare import Prepared, prepare
-from stevie_trainer.sim import Accounts
-from stevie_trainer.vecenv import VecTradingEnv
+from stevie_trainer.env.kernel import Accounts
+from stevie_trainer.env.prepare import Prepared, prepare
+from stevie_trainer.env.vec import VecTradingEnv
+from stevie_trainer.evaluation.episode import run_policy
+from stevie_trainer.rl.agent import AgentPolicy, build_model, greedy_mlp
 
 
 def trained(algorithm: str, activation: str = "tanh") -> tuple[BaseAlgorithm, Prepared]:

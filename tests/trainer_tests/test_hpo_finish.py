@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from stevie_api.hpo import HPOStudySpec
-from stevie_trainer import significance
 from stevie_trainer.__main__ import main
-from stevie_trainer.artifacts import RunStore
-from stevie_trainer.hpo_finish import finish_study
-from stevie_trainer.significance import Comparison, compare
-from stevie_trainer.study import ask_trials, open_study
+from stevie_trainer.common.artifacts import RunStore
+from stevie_trainer.hpo import significance
+from stevie_trainer.hpo.finish import finish_study
+from stevie_trainer.hpo.significance import Comparison, compare
+from stevie_trainer.hpo.study import ask_trials, open_study
 
 SPEC: dict[str, Any] = {
     "template": {

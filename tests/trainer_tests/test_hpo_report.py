@@ -12,7 +12,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from stevie_api.hpo import HPOStudySpec
-from stevie_trainer.hpo_report import (
+from stevie_trainer.hpo.report import (
     best_hyperparameters,
     param_importances,
     pruning_savings,
@@ -20,8 +20,8 @@ from stevie_trainer.hpo_report import (
     results_document,
     write_report,
 )
-from stevie_trainer.significance import compare
-from stevie_trainer.study import open_study
+from stevie_trainer.hpo.significance import compare
+from stevie_trainer.hpo.study import open_study
 
 PNG = b"\x89PNG\r\n\x1a\n"
 DISTS = {

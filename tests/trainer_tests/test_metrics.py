@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stevie_trainer import metrics as m
+from stevie_trainer.evaluation import performance as m
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 RTOL = 1e-9

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from stevie_api.common import ParamSpec, ParamValue
 from stevie_api.pbt import FitnessWeights, PBTPopulationSpec
-from stevie_trainer.pbt import (
+from stevie_trainer.pbt.evolution import (
     decision_rng,
     explore,
     fitness,
@@ -34,7 +34,7 @@ from stevie_trainer.pbt import (
     schedule,
     summary,
 )
-from stevie_trainer.pbt_state import Action, Population, interval_name
+from stevie_trainer.pbt.state import Action, Population, interval_name
 
 DATA = {"uri": "pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv"}
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -10,7 +10,13 @@ import pytest
 from scipy import stats
 
 from stevie_api.hpo import HPOStudySpec
-from stevie_trainer.significance import SEED_OFFSET, bootstrap_ci, compare, run_significance, welch
+from stevie_trainer.hpo.significance import (
+    SEED_OFFSET,
+    bootstrap_ci,
+    compare,
+    run_significance,
+    welch,
+)
 
 
 def test_clear_improvement_is_significant() -> None:

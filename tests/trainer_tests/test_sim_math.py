@@ -8,8 +8,8 @@ import numba
 import numpy as np
 import pytest
 
-from stevie_trainer.fastmath import loaded, log
-from stevie_trainer.sim import BUST
+from stevie_trainer.env.fastmath import loaded, log
+from stevie_trainer.env.kernel import BUST
 
 
 @numba.njit(error_model="numpy")

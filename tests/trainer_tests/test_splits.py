@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stevie_trainer.data import DataError, load_ohlcv
-from stevie_trainer.splits import (
+from stevie_trainer.data.ohlcv import DataError, load_ohlcv
+from stevie_trainer.data.splits import (
     SplitBounds,
     bars_per_year,
     infer_bar_size,

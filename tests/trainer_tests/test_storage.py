@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from stevie_trainer import storage
-from stevie_trainer.storage import StorageError
+from stevie_trainer.common import storage
+from stevie_trainer.common.storage import StorageError
 
 GOOGL = "pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv"
 

@@ -12,7 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from stevie_api.hpo import HPOStudySpec, TrialCounts
-from stevie_trainer.study import (
+from stevie_trainer.hpo.study import (
     StudyConflictError,
     ask_count,
     ask_trials,
@@ -256,8 +256,8 @@ def test_example_resource_loads(tmp_path: Path) -> None:
 
 def test_study_modules_are_torch_free() -> None:
     code = (
-        "import sys; import stevie_trainer.study, stevie_trainer.hpo_report, "
-        "stevie_trainer.significance; "
+        "import sys; import stevie_trainer.hpo.study, stevie_trainer.hpo.report, "
+        "stevie_trainer.hpo.significance; "
         "bad = [m for m in ('torch', 'stable_baselines3') if m in sys.modules]; "
         "assert not bad, bad"
     )

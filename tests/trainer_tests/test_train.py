@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from stevie_api.training import TrainingRunSpec
-from stevie_trainer.agent import SpecConflictError, check_batching
-from stevie_trainer.artifacts import RunStore
-from stevie_trainer.data import load_ohlcv
-from stevie_trainer.prepare import prepare
-from stevie_trainer.train import RunConflictError, train
+from stevie_trainer.common.artifacts import RunStore
+from stevie_trainer.data.ohlcv import load_ohlcv
+from stevie_trainer.env.prepare import prepare
+from stevie_trainer.rl.agent import SpecConflictError, check_batching
+from stevie_trainer.rl.train import RunConflictError, train
 
 BUNDLED = "pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv"
 

@@ -15,8 +15,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from stevie_api.hpo import HPOStudySpec, TrialCounts
-from stevie_trainer.hpo_report import pruning_savings
-from stevie_trainer.study import (
+from stevie_trainer.hpo.report import pruning_savings
+from stevie_trainer.hpo.study import (
     ask_count,
     ask_trials,
     open_study,
@@ -24,7 +24,7 @@ from stevie_trainer.study import (
     study_phase,
     trial_counts,
 )
-from stevie_trainer.trial import run_trial
+from stevie_trainer.hpo.trial import run_trial
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = "pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv"
@@ -218,7 +218,7 @@ def test_two_trial_processes_share_one_journal(tmp_path: Path) -> None:
 
 
 def test_multi_objective_nsga2_study_has_a_pareto_front(tmp_path: Path) -> None:
-    from stevie_trainer.hpo_report import write_report
+    from stevie_trainer.hpo.report import write_report
 
     spec = HPOStudySpec.model_validate(
         hpo_doc(

@@ -23,12 +23,12 @@ from pydantic import ValidationError
 
 from stevie_api.loader import problems
 from stevie_api.training import TrainingRunSpec
-from stevie_trainer.pbt_cli import COMMANDS as PBT_COMMANDS
-from stevie_trainer.pbt_cli import add_pbt_commands, run_pbt_command
+from stevie_trainer.pbt.cli import COMMANDS as PBT_COMMANDS
+from stevie_trainer.pbt.cli import add_pbt_commands, run_pbt_command
 
 
 def parse_spec(args: argparse.Namespace) -> TrainingRunSpec:
-    from stevie_trainer import storage
+    from stevie_trainer.common import storage
 
     text = args.spec_json if args.spec_json is not None else storage.read_text(args.spec)
     try:
@@ -68,8 +68,8 @@ def add_hpo_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def run_hpo_command(args: argparse.Namespace) -> int:
-    from stevie_trainer import storage
-    from stevie_trainer.study import load_study_spec, open_study
+    from stevie_trainer.common import storage
+    from stevie_trainer.hpo.study import load_study_spec, open_study
 
     spec, name = load_study_spec(storage.read_text(args.study_spec), args.study_spec)
     study_name = args.study_name or name
@@ -78,27 +78,27 @@ def run_hpo_command(args: argparse.Namespace) -> int:
     if not args.storage:
         raise ValueError("--storage (or $STEVIE_HPO_STORAGE) is needed")
     if args.command == "trial":
-        from stevie_trainer.trial import run_trial
+        from stevie_trainer.hpo.trial import run_trial
 
         trial = run_trial(spec, study_name, args.storage, args.trial_number, args.out)
         print(json.dumps({"event": "trial", "number": trial.number, "state": trial.state.name}))
         return 0 if trial.state.name in ("COMPLETE", "PRUNED") else 1
     if args.command == "hpo-finish":
-        from stevie_trainer.hpo_finish import finish_study
+        from stevie_trainer.hpo.finish import finish_study
 
         finish_study(spec, study_name, args.storage, args.out, log=lambda m: print(m, flush=True))
         return 0
     study = open_study(spec, study_name, args.storage, create=False)
     if args.command == "significance":
-        from stevie_trainer.significance import run_significance
-        from stevie_trainer.study import best_trials
+        from stevie_trainer.hpo.significance import run_significance
+        from stevie_trainer.hpo.study import best_trials
 
         ranked = best_trials(study)
         if not ranked:
             raise ValueError(f"study {study_name!r} has no completed trial to compare")
         run_significance(spec, dict(ranked[0].params), args.out)
         return 0
-    from stevie_trainer.hpo_report import write_report
+    from stevie_trainer.hpo.report import write_report
 
     significance = json.loads(storage.read_text(args.significance)) if args.significance else None
     uris = write_report(study, spec, args.out, study_name, significance=significance)
@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command != "train":
             return run_hpo_command(args)
         spec = parse_spec(args)
-        from stevie_trainer.train import train
+        from stevie_trainer.rl.train import train
 
         train(spec, args.out, name=args.name)
         return 0
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        from stevie_trainer.errors import user_error_lines
+        from stevie_trainer.common.errors import user_error_lines
 
         for line in user_error_lines(exc, prog="stevie-trainer"):
             print(line, file=sys.stderr)

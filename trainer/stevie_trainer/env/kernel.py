@@ -1,0 +1,356 @@
+"""The trading simulation shared by TradingEnv and VecTradingEnv.
+
+One numba kernel steps any number of accounts over one price series, so the single and the
+batched environment have identical semantics by construction (and a test checks it).
+
+Timing and costs (design.md section 4): the agent observes bar t after its close and picks a
+target position. The order fills at the OPEN of bar t+1. Over that step the equity moves by
+
+    g = 1 + p_old * (open[t+1] / close[t] - 1)       overnight / gap, old position
+    c = 1 - |p_new - p_old| * (fee + slippage)        costs on the traded fraction of equity
+    m = 1 + p_new * (close[t+1] / open[t+1] - 1)      the bar itself, new position
+
+Positions are fractions of equity held (constant-weight rebalancing; p = 1 is exactly
+buy-and-hold). The equity never goes below BUST (then the episode terminates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from stevie_trainer.env.fastmath import loaded, log
+
+SCHEME_TARGET = 0
+SCHEME_TRADE = 1
+REWARDS = {"log_return": 0, "differential_sharpe": 1, "drawdown_penalized": 2}
+SCHEMES = {"target": SCHEME_TARGET, "trade": SCHEME_TRADE}
+ACCOUNT_FEATURES = 4
+BUST = 1e-6
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+F32 = npt.NDArray[np.float32]
+B = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class SimParams:
+    """Numeric form of EnvSpec's trading rules, ready for the kernel."""
+
+    scheme: int
+    levels: F64  # target scheme: position per action
+    trade_size: float
+    min_position: float
+    max_position: float
+    cost_rate: float  # (fee + slippage) per unit of equity traded
+    reward: int
+    reward_scale: float
+    drawdown_penalty: float
+    sharpe_eta: float
+    window: int
+
+    @property
+    def n_actions(self) -> int:
+        return len(self.levels) if self.scheme == SCHEME_TARGET else 3
+
+
+# Kernel arguments. Few, packed and flat: each array argument costs call overhead, and LLVM
+# must assume that any two arrays may overlap, so with many of them it reloads values and
+# gives up on reordering. Records with a compile-time stride (``i * NS + column``) let it
+# see that accounts never overlap; one record per account is also one cache line, not ten.
+# params  (scheme, levels, trade_size, lo, hi, cost_rate, reward, scale, dd_penalty, eta)
+# market  (bars, flat_features, n_features, window); bars is flat [T, 3] float64 holding per
+#         bar gap_ret (open[t] / close[t-1] - 1), bar_ret (close[t] / open[t] - 1) and open;
+#         flat_features is [T, F] float32 flattened, plus ACCOUNT_FEATURES zeros of padding
+# acct    flat [N, NS] float64 records: see the column names below (prev_*: the equity and
+#         peak before the last step, for the reward pass)
+# clock   flat [N, 3] int64 records: BAR (t), END, BARS_IN
+# results (rewards, flags [3, N] bool: terminated, truncated, done; ledger); a ledger with no
+#         rows records nothing, an ``out`` with no rows observes nothing
+POS, EQUITY, PEAK, ENTRY_EQ, ENTRY_PX, DSR_A, DSR_B, PREV_EQ, PREV_PEAK = range(9)
+NS = 9
+BAR, END, BARS_IN = range(3)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _observe_one(dst: F32, market: Any, acct: F64, clock: I64, i: int) -> None:
+    _, flat, n_features, window = market
+    # Row-major [T, F] features: the window t-W+1..t is one contiguous run of W*F floats.
+    # The copy takes the 4 floats after it too (the next bar, or the padding at the end of
+    # flat), which the account features overwrite at once: a loop over the whole row was
+    # measured ~2 us a step faster at N=1024 than one over the window alone.
+    k = window * n_features
+    base = (clock[i * 3 + BAR] + 1) * n_features - k
+    src = flat[base : base + k + ACCOUNT_FEATURES]
+    for c in range(k + ACCOUNT_FEATURES):
+        dst[c] = src[c]
+    r = i * NS
+    pos, equity, bars = acct[r + POS], acct[r + EQUITY], clock[i * 3 + BARS_IN]
+    unreal = (equity / acct[r + ENTRY_EQ] - 1.0) * 10.0 if pos != 0.0 else 0.0
+    dst[k] = pos
+    dst[k + 1] = min(max(unreal, -10.0), 10.0)
+    dst[k + 2] = bars / (bars + window)
+    dst[k + 3] = max((equity / acct[r + PEAK] - 1.0) * 10.0, -10.0)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _step_kernel(
+    actions: I64, params: Any, market: Any, acct: F64, clock: I64, results: Any, out: F32
+) -> int:
+    """Step every account; write its next observation into ``out`` if out has rows.
+
+    Returns how many accounts are done (terminated or truncated).
+    """
+    scheme, levels, trade_size, lo, hi, cost_rate, reward, scale, dd_pen, eta = params
+    bars = market[0]
+    rewards, flags, ledger = results
+    record = ledger.shape[0] > 0
+    n = actions.shape[0]
+    terminated, truncated, dones = flags[0], flags[1], flags[2]
+    n_done = 0
+    # Pass 1: accounting and episode ends, with no calls and no jumps (selects only): actions
+    # are random, and mispredicted branches used to cost more than the arithmetic.
+    for i in range(n):
+        r, q = i * NS, i * 3
+        a = actions[i]
+        p_old = acct[r + POS]
+        if scheme == SCHEME_TARGET:
+            p_new = levels[a]
+        else:
+            p_new = min(max(p_old + trade_size * ((a == 1) - (a == 2)), lo), hi)
+        t1 = clock[q + BAR] + 1
+        g = 1.0 + p_old * bars[t1 * 3]
+        c = 1.0 - abs(p_new - p_old) * cost_rate
+        m = 1.0 + p_new * bars[t1 * 3 + 1]
+        e0 = acct[r + EQUITY]
+        e1 = e0 * g * c * m
+        e1 = BUST if e1 <= BUST else e1
+        opened = (p_new != 0.0) & ((p_old == 0.0) | ((p_new > 0.0) != (p_old > 0.0)))
+        closed = p_new == 0.0
+        # Loads through ``loaded``, and BARS_IN by arithmetic: LLVM sank plain loads into the
+        # one select arm that used them and then jumped around them, mispredicted on about
+        # half of the (random) actions: this pass took 16 us instead of 11 at N=1024.
+        entry_eq, entry_px = loaded(acct[r + ENTRY_EQ]), loaded(acct[r + ENTRY_PX])
+        open_px = loaded(bars[t1 * 3 + 2])
+        kept_eq = e1 if closed else entry_eq
+        kept_px = np.nan if closed else entry_px
+        acct[r + ENTRY_EQ] = e0 * g if opened else kept_eq
+        acct[r + ENTRY_PX] = open_px if opened else kept_px
+        clock[q + BARS_IN] = (clock[q + BARS_IN] + 1) * (1 - (opened | closed))
+        if record:
+            ledger[i, 0] = p_old
+            ledger[i, 1] = p_new
+            ledger[i, 2] = g
+            ledger[i, 3] = c
+            ledger[i, 4] = m
+        peak = acct[r + PEAK]
+        acct[r + PREV_EQ] = e0
+        acct[r + PREV_PEAK] = peak
+        acct[r + EQUITY] = e1
+        acct[r + PEAK] = max(peak, e1)
+        acct[r + POS] = p_new
+        clock[q + BAR] = t1
+        bust = e1 <= BUST  # e1 was clamped to exactly BUST above
+        at_end = t1 >= clock[q + END]
+        terminated[i] = bust
+        truncated[i] = at_end & (not bust)
+        dones[i] = bust | at_end
+        n_done += bust | at_end
+    # Pass 2: rewards, apart from pass 1 so that LLVM vectorises it (8 accounts per instruction):
+    # the log is inline arithmetic (fastmath.log; libm's math.log was a call, which blocks
+    # that), and each reward kind has its own loop (a reward branch inside one loop kept the
+    # loop scalar, and was slower than math.log had been).
+    if reward == 0:
+        for i in range(n):
+            r = i * NS
+            rewards[i] = log(acct[r + EQUITY] / acct[r + PREV_EQ]) * scale
+    elif reward == 1:
+        for i in range(n):
+            r = i * NS
+            # Moody & Saffell's differential Sharpe ratio (dimensionless: not scaled).
+            ret = acct[r + EQUITY] / acct[r + PREV_EQ] - 1.0
+            a_old = acct[r + DSR_A]
+            b_old = acct[r + DSR_B]
+            da = ret - a_old
+            db = ret * ret - b_old
+            var = b_old - a_old * a_old
+            rewards[i] = (b_old * da - 0.5 * a_old * db) / var**1.5 if var > 1e-12 else 0.0
+            acct[r + DSR_A] = a_old + eta * da
+            acct[r + DSR_B] = b_old + eta * db
+    else:
+        for i in range(n):
+            r = i * NS
+            e0, e1 = acct[r + PREV_EQ], acct[r + EQUITY]
+            dd_old = 1.0 - e0 / acct[r + PREV_PEAK]
+            dd_new = 1.0 - e1 / acct[r + PEAK]
+            rewards[i] = (log(e1 / e0) - dd_pen * max(0.0, dd_new - dd_old)) * scale
+    # Pass 3: observations (mostly the copy of each feature window).
+    if out.shape[0] > 0:
+        for i in range(n):
+            _observe_one(out[i], market, acct, clock, i)
+    return n_done
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _obs_kernel(market: Any, acct: F64, clock: I64, idx: I64, out: F32, rows: I64) -> None:
+    """Write the observation of account ``idx[j]`` into ``out[rows[j]]``."""
+    for j in range(idx.shape[0]):
+        _observe_one(out[rows[j]], market, acct, clock, idx[j])
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _reset_kernel(
+    market: Any, acct: F64, clock: I64, idx: I64, starts: I64, ends: I64, out: F32
+) -> None:
+    # One call instead of a dozen fancy-index assignments: restarts happen every step of a
+    # large batch, and each numpy call costs about a microsecond.
+    for j in range(idx.shape[0]):
+        r, q = idx[j] * NS, idx[j] * 3
+        acct[r : r + NS] = 0.0
+        acct[r + EQUITY] = 1.0
+        acct[r + PEAK] = 1.0
+        acct[r + ENTRY_EQ] = 1.0
+        acct[r + ENTRY_PX] = np.nan
+        clock[q + BAR] = starts[j]
+        clock[q + END] = ends[j]
+        clock[q + BARS_IN] = 0
+    if out.shape[0] > 0:
+        _obs_kernel(market, acct, clock, idx, out, idx)
+
+
+class Accounts:
+    """State of N trading accounts over one market; the engine of both environments."""
+
+    def __init__(
+        self,
+        n: int,
+        params: SimParams,
+        open_: F64,
+        close: F64,
+        features: F32,
+        *,
+        record: bool = True,
+    ) -> None:
+        """``features``: [T, F] float32, defined (no NaN) from the first observable bar on.
+
+        ``record``: keep each step's ledger row per account (evaluation needs it to rebuild
+        trades; training does not).
+        """
+        self.n = n
+        self.params = params
+        self.open = np.ascontiguousarray(open_, dtype=np.float64)
+        self.close = np.ascontiguousarray(close, dtype=np.float64)
+        bars = np.zeros((len(self.open), 3))
+        bars[1:, 0] = self.open[1:] / self.close[:-1] - 1.0
+        bars[:, 1] = self.close / self.open - 1.0
+        bars[:, 2] = self.open
+        self.n_features = features.shape[1]
+        # Flat features, padded with ACCOUNT_FEATURES zeros (see _observe_one).
+        self.flat_features = np.zeros(features.size + ACCOUNT_FEATURES, dtype=np.float32)
+        self.flat_features[: features.size] = np.asarray(features, dtype=np.float32).reshape(-1)
+        self.obs_size = params.window * self.n_features + ACCOUNT_FEATURES
+        self._market = (bars.reshape(-1), self.flat_features, self.n_features, params.window)
+        self._kernel_params = (
+            params.scheme,
+            np.ascontiguousarray(params.levels, dtype=np.float64),
+            float(params.trade_size),
+            float(params.min_position),
+            float(params.max_position),
+            float(params.cost_rate),
+            params.reward,
+            float(params.reward_scale),
+            float(params.drawdown_penalty),
+            float(params.sharpe_eta),
+        )
+        # The public per-account arrays are (strided) column views of the packed records.
+        acct = np.zeros((n, NS))
+        clock = np.zeros((n, 3), dtype=np.int64)
+        self._acct, self._clock = acct.reshape(-1), clock.reshape(-1)
+        self.pos, self.equity, self.peak = acct[:, POS], acct[:, EQUITY], acct[:, PEAK]
+        self.entry_eq, self.entry_px = acct[:, ENTRY_EQ], acct[:, ENTRY_PX]
+        self.dsr_a, self.dsr_b = acct[:, DSR_A], acct[:, DSR_B]
+        self.t, self.end, self.bars_in = clock[:, BAR], clock[:, END], clock[:, BARS_IN]
+        self._flags = np.zeros((3, n), dtype=bool)
+        self.terminated, self.truncated, self.dones = self._flags
+        self.rewards = np.zeros(n, dtype=np.float32)
+        self.n_done = 0
+        self._no_obs = np.empty((0, self.obs_size), dtype=np.float32)
+        # Per step and account: p_old, p_new, gap, cost and bar multipliers (see module doc).
+        self.ledger = np.zeros((n if record else 0, 5))
+        self._results = (self.rewards, self._flags, self.ledger)
+        self._all = np.arange(n, dtype=np.int64)
+        self.reset(self._all, self.t.copy(), self.end.copy())
+
+    def reset(self, idx: I64, starts: I64, ends: I64, out: F32 | None = None) -> None:
+        """Start accounts ``idx`` flat with equity 1 at bars ``starts``, ending at ``ends``.
+
+        With ``out`` ([N, obs_size]), also write their first observations into its rows idx.
+        """
+        _reset_kernel(
+            self._market,
+            self._acct,
+            self._clock,
+            np.asarray(idx, dtype=np.int64),
+            np.asarray(starts, dtype=np.int64),
+            np.asarray(ends, dtype=np.int64),
+            self._no_obs if out is None else out,
+        )
+
+    def step(self, actions: I64) -> None:
+        """Advance every account one bar; results land in rewards/terminated/truncated/ledger."""
+        self.n_done = _step_kernel(
+            actions,
+            self._kernel_params,
+            self._market,
+            self._acct,
+            self._clock,
+            self._results,
+            self._no_obs,
+        )
+
+    def step_observe(self, actions: I64) -> F32:
+        """:meth:`step`, then :meth:`observe` of every account, in one pass."""
+        # A fresh array each step: SB3 keeps references to the observations it is given.
+        out = np.empty((self.n, self.obs_size), dtype=np.float32)
+        self.n_done = _step_kernel(
+            actions, self._kernel_params, self._market, self._acct, self._clock, self._results, out
+        )
+        return out
+
+    def observe(self, idx: I64 | None = None) -> F32:
+        """Observations of accounts ``idx`` (all by default), as a new float32 array."""
+        idx = self._all if idx is None else np.asarray(idx, dtype=np.int64)
+        out = np.empty((len(idx), self.obs_size), dtype=np.float32)
+        rows = self._all if idx is self._all else np.arange(len(idx), dtype=np.int64)
+        _obs_kernel(self._market, self._acct, self._clock, idx, out, rows)
+        return out
+
+    def actions_for_targets(self, targets: F64, idx: I64 | None = None) -> I64:
+        """The action that moves each account toward ``targets`` (position fractions).
+
+        Target scheme: the level nearest to the target, preferring a level of the target's
+        sign (so a half-size wish still takes a position when the levels are -1/0/1).
+        Trade scheme: buy, sell or hold.
+        """
+        pos = self.pos if idx is None else self.pos[idx]
+        targets = np.asarray(targets, dtype=np.float64)
+        params = self.params
+        if params.scheme == SCHEME_TRADE:
+            step = params.trade_size / 2.0
+            return np.where(targets > pos + step, 1, np.where(targets < pos - step, 2, 0)).astype(
+                np.int64
+            )
+        levels = params.levels
+        dist = np.abs(levels[None, :] - targets[:, None])
+        wrong_sign = np.sign(levels)[None, :] != np.sign(targets)[:, None]
+        dist = dist + np.where(wrong_sign, 1e6, 0.0)
+        best = np.argmin(dist, axis=1)
+        # Fall back to plain nearest when no level shares the target's sign.
+        plain = np.argmin(np.abs(levels[None, :] - targets[:, None]), axis=1)
+        ok = ~wrong_sign[np.arange(len(targets)), best]
+        return np.asarray(np.where(ok, best, plain), dtype=np.int64)

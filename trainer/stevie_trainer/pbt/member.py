@@ -1,0 +1,210 @@
+"""One interval of one PBT member: what ``python -m stevie_trainer pbt-interval`` runs.
+
+A member is a chain of intervals. Interval ``i`` starts from a checkpoint -- the member's own
+previous interval, or after an exploit the checkpoint of the member it copied -- applies this
+interval's hyperparameters (SB3 rebuilds its schedules from them; weights and optimizer state
+are kept), trains ``perturbationInterval`` timesteps, then scores the model with one
+deterministic pass over the validation split. The interval's folder holds::
+
+    model.zip      the weights after the interval, with the optimizer state (what others copy)
+    state.json     run state carried to the next interval (curriculum stage)
+    result.json    validation metrics, fitness, hyperparameters, timings (written last)
+    progress.json  while training
+
+Idempotent: an interval whose result.json exists is returned as is; an interrupted interval is
+trained again from its (unchanged) starting checkpoint, so a retried Job or process is safe.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from stable_baselines3.common.vec_env import VecMonitor
+
+from stevie_api.common import ParamValue
+from stevie_api.pbt import PBTPopulationSpec
+from stevie_api.training import TrainingRunSpec
+from stevie_trainer.common import storage
+from stevie_trainer.common.artifacts import RunStore, utc_now
+from stevie_trainer.common.telemetry import TrainerMetrics
+from stevie_trainer.env.prepare import Prepared, prepare
+from stevie_trainer.env.vec import VecTradingEnv
+from stevie_trainer.evaluation.baselines import make_baseline
+from stevie_trainer.evaluation.episode import run_policy
+from stevie_trainer.pbt.evolution import fitness, fitness_terms
+from stevie_trainer.rl.agent import AgentPolicy, save_model
+from stevie_trainer.rl.callbacks import ProgressCallback
+from stevie_trainer.rl.session import open_session
+
+__all__ = [
+    "MODEL_NAME",
+    "interval_spec",
+    "member_seed",
+    "prepared_data",
+    "train_interval",
+    "warm_up",
+]
+
+MODEL_NAME = "model.zip"
+
+
+_PREPARED: dict[str, Prepared] = {}
+
+
+def prepared_data(spec: PBTPopulationSpec, name: str | None = None) -> Prepared:
+    """The template's data, splits and augmented copies (seeded by the template's seed, so
+    every member trains on the same data), prepared once per process: a runner that forks
+    its interval processes prepares it before forking."""
+    key = json.dumps(spec.template.model_dump(mode="json"), sort_keys=True) + f"|{name}"
+    if key not in _PREPARED:
+        _PREPARED[key] = prepare(spec.template, name)
+    return _PREPARED[key]
+
+
+def warm_up(spec: PBTPopulationSpec, name: str | None = None) -> None:
+    """Do once, in a runner that forks its interval processes, what every interval does
+    first: prepare the data, load the compiled simulator and evaluation kernels, and run
+    torch through one short training of the template's model (the first optimiser imports
+    ``torch._dynamo``, ~2 s; the first initialisation, forward and backward passes set up
+    kernels). Torch runs single-threaded here, so the fork copies no thread pool."""
+    import torch
+
+    from stevie_trainer.rl.agent import AgentPolicy, build_model
+
+    torch.set_num_threads(1)
+    prep = prepared_data(spec, name)
+    run_spec = interval_spec(spec, 0, 0, {})
+    env = VecTradingEnv(prep.train_market, run_spec.env, run_spec.n_envs,
+                        bounds=prep.train_bounds, seed=0)  # fmt: skip
+    model = build_model(run_spec, VecMonitor(env))
+    steps = run_spec.ppo.n_steps * run_spec.n_envs if run_spec.algorithm == "PPO" else 64
+    model.learn(steps)
+    agent = AgentPolicy(model)
+    for policy in (agent, make_baseline("buy-and-hold", prep.market.features.indicators,
+                                        run_spec.expert)):  # fmt: skip
+        run_policy(prep.market, run_spec.env, prep.splits.validation, policy, split_name="warm-up")
+    del model, agent
+
+
+def member_seed(spec: PBTPopulationSpec, member: int, interval: int) -> int:
+    """Seed of a member's interval: distinct episode streams per member and interval (a
+    member that copied another does not replay the donor's episodes)."""
+    return spec.template.seed + 10_007 * member + interval
+
+
+def interval_spec(
+    spec: PBTPopulationSpec, member: int, interval: int, params: Mapping[str, Any]
+) -> TrainingRunSpec:
+    """The template with the interval's hyperparameters; totalTimesteps is the member's
+    budget after this interval (for display: an interval always trains one interval)."""
+    return spec.template.with_hyperparameters(dict(params)).model_copy(
+        update={
+            "seed": member_seed(spec, member, interval),
+            "total_timesteps": spec.perturbation_interval * (interval + 1),
+        }
+    )
+
+
+def train_interval(
+    spec: PBTPopulationSpec,
+    member: int,
+    interval: int,
+    params: Mapping[str, ParamValue],
+    init: str | None,
+    out: str,
+    *,
+    name: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train (or return the finished result of) one interval under ``out``; ``init`` is the
+    folder of the checkpoint to start from (None: a fresh model, BC pre-trained if enabled)."""
+    say = log or (lambda message: print(message, flush=True))
+    started = time.monotonic()
+    store = RunStore(out)
+    done = store.read_json("result.json")
+    if done is not None and done.get("status") == "succeeded":
+        say(f"{store.out}: interval already finished")
+        return done
+    run_spec = interval_spec(spec, member, interval, params)
+    init_model = init_state = None
+    if init is not None:
+        init_model = storage.read_bytes(storage.join(init, MODEL_NAME))
+        init_state = (RunStore(init).read_json("state.json") or {}).get("run")
+    session = open_session(
+        run_spec,
+        say,
+        name=name,
+        init_model=init_model,
+        init_state=init_state,
+        prepared=prepared_data(spec, name),
+    )
+    model, state = session.model, session.state
+    start_steps = int(model.num_timesteps)
+    state.total_timesteps = start_steps + spec.perturbation_interval
+    metrics = TrainerMetrics(session.prepared.market.name)
+    metrics.serve()
+    curriculum, stage = session.curriculum()
+    setup_seconds = time.monotonic() - started
+    t0 = time.monotonic()
+    model.learn(
+        spec.perturbation_interval,
+        callback=[*curriculum, ProgressCallback(store, state, metrics, stage=stage)],
+        reset_num_timesteps=False,
+        tb_log_name="pbt",
+    )
+    train_seconds = time.monotonic() - t0
+    t1 = time.monotonic()
+    prep = session.prepared
+    episode = run_policy(
+        prep.market,
+        run_spec.env,
+        prep.splits.validation,
+        AgentPolicy(model),
+        split_name="validation split",
+    )
+    validation = episode.performance().to_dict()
+    eval_seconds = time.monotonic() - t1
+    t2 = time.monotonic()
+    model_uri = store.write_bytes(MODEL_NAME, save_model(model))
+    store.write_json("state.json", {"run": state.to_dict()})
+    save_seconds = time.monotonic() - t2
+    timings = {
+        "setup_seconds": round(setup_seconds, 3),
+        "train_seconds": round(train_seconds, 3),
+        "eval_seconds": round(eval_seconds, 3),
+        "save_seconds": round(save_seconds, 3),
+        "total_seconds": round(time.monotonic() - started, 3),
+    }
+    result: dict[str, Any] = {
+        "status": "succeeded",
+        "finished_at": utc_now(),
+        "member": member,
+        "interval": interval,
+        "hyperparameters": dict(params),
+        "init_checkpoint": init,
+        "checkpoint": store.out,
+        "model": model_uri,
+        "timesteps_start": start_steps,
+        "timesteps": int(model.num_timesteps),
+        "validation": validation,
+        "fitness": fitness(validation, spec.fitness),
+        "fitness_terms": fitness_terms(validation),
+        "curriculum_stage": stage(),
+        "behaviour_cloning": session.bc_report,
+        "timings": timings,
+    }
+    store.write_json("result.json", result)
+    say(
+        f"member {member} interval {interval}: fitness {result['fitness']:.4f} "
+        f"(validation Sharpe {_fmt(validation.get('sharpe'))}, "
+        f"return {_fmt(validation.get('total_return'), '+.2%')}), "
+        f"{train_seconds:.1f} s training of {timings['total_seconds']:.1f} s"
+    )
+    return result
+
+
+def _fmt(value: Any, spec: str = ".2f") -> str:
+    return "n/a" if value is None else format(value, spec)

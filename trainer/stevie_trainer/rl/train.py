@@ -1,0 +1,232 @@
+"""Train one TrainingRun: BC pre-training, PPO/DQN, validation, checkpoints, test report.
+
+``train(spec, out)`` is idempotent and resumable: a run whose result.json exists is returned
+as is; otherwise the latest complete checkpoint under ``out`` is loaded and training goes on
+to ``totalTimesteps``. A run directory belongs to one spec: a different spec is refused.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import stable_baselines3
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+
+import stevie_trainer
+from stevie_api.training import TrainingRunSpec
+from stevie_trainer.common import storage
+from stevie_trainer.common.artifacts import RunStore, utc_now
+from stevie_trainer.common.telemetry import TrainerMetrics
+from stevie_trainer.env.prepare import Prepared
+from stevie_trainer.evaluation.baselines import BASELINES, make_baseline
+from stevie_trainer.evaluation.episode import Episode, run_policy
+from stevie_trainer.evaluation.performance import annualisation_note, format_table
+from stevie_trainer.evaluation.plots import equity_png
+from stevie_trainer.rl.agent import AgentPolicy, load_model, save_model
+from stevie_trainer.rl.callbacks import (
+    CheckpointCallback,
+    ProgressCallback,
+    RunState,
+    ValidationCallback,
+)
+from stevie_trainer.rl.session import open_session
+
+
+class RunConflictError(ValueError):
+    """``--out`` already holds a run of another spec (refused: never overwrite work)."""
+
+
+def spec_json(spec: TrainingRunSpec) -> dict[str, Any]:
+    return spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def claim(store: RunStore, spec: TrainingRunSpec) -> None:
+    """Record the spec under ``out``, or check it is the one already there."""
+    mine = spec_json(spec)
+    theirs = store.read_json("spec.json")
+    if theirs is None:
+        store.write_json("spec.json", mine)
+    elif theirs != mine:
+        changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        raise RunConflictError(
+            f"{store.out} holds a run of a different spec (differs in: {', '.join(changed)}); "
+            "use another --out, or delete it to start over"
+        )
+
+
+def train(
+    spec: TrainingRunSpec,
+    out: str,
+    *,
+    name: str | None = None,
+    log: Any = None,
+) -> dict[str, Any]:
+    """Train (or resume, or return the finished result of) the run under ``out``."""
+    say = log or (lambda message: print(message, flush=True))
+    store = RunStore(out)
+    done = store.read_json("result.json")
+    claim(store, spec)
+    if done is not None and done.get("status") == "succeeded":
+        say(f"{store.out}: already finished; result.json is up to date")
+        return done
+    started = time.monotonic()
+    # TensorBoard writes local files: straight into a local run folder, or into a scratch
+    # folder uploaded under <out>/tensorboard/ at the end for an s3:// run.
+    tb_local = storage.local_path(store.uri("tensorboard"))
+    tb_dir = tb_local or Path(tempfile.mkdtemp(prefix="stevie-tb-"))
+    session = open_session(
+        spec, say, name=name, checkpoint=store.latest_checkpoint(), tensorboard_log=str(tb_dir)
+    )
+    metrics = TrainerMetrics(session.prepared.market.name)
+    port = metrics.serve()
+    if port:
+        say(f"metrics on :{port}/metrics")
+    state = session.state
+    checkpoints = CheckpointCallback(
+        store,
+        state,
+        spec.checkpoint.interval_steps,
+        spec.checkpoint.keep,
+        lambda: {"bc": session.bc_report},
+    )
+    curriculum, stage = session.curriculum()
+    callbacks: list[BaseCallback] = [
+        ValidationCallback(session.prepared, store, state, spec.evaluation.eval_freq),
+        checkpoints,
+        *curriculum,
+        ProgressCallback(store, state, metrics, stage=stage),
+    ]
+    t0 = time.monotonic()
+    if session.learn(callbacks):
+        checkpoints.save()
+    train_seconds = time.monotonic() - t0
+    store.write_bytes("final.zip", save_model(session.model))
+    if tb_local is None:
+        upload_tree(tb_dir, store.uri("tensorboard"))
+    result = report(session.prepared, store, state, session.model, session.bc_report)
+    result["timings"] = {
+        "total_seconds": round(time.monotonic() - started, 2),
+        "train_seconds_this_process": round(train_seconds, 2),
+    }
+    store.write_json("result.json", result)
+    say(result_table(result))
+    return result
+
+
+def upload_tree(folder: Path, uri: str) -> None:
+    """Copy every file under ``folder`` to ``uri`` (same relative paths), then remove it."""
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        storage.write_bytes(storage.join(uri, *path.relative_to(folder).parts), path.read_bytes())
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def report(
+    prepared: Prepared,
+    store: RunStore,
+    state: RunState,
+    model: BaseAlgorithm,
+    bc_report: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Test-split evaluation of the best model beside the baselines; result.json content."""
+    spec = prepared.spec
+    best = load_model(spec, storage.read_bytes(store.uri("model.zip")))
+    test = test_backtest(prepared, best, store)
+    return {
+        "status": "succeeded",
+        "finished_at": utc_now(),
+        "timesteps": int(model.num_timesteps),
+        "algorithm": spec.algorithm,
+        "data": {"uri": spec.data.uri, "name": prepared.market.name},
+        "annualisation": test["annualisation"],
+        "validation": state.best_validation,
+        "best_timesteps": state.best_timesteps,
+        "evaluations": state.evaluations,
+        "test_period": test["test_period"],
+        "test": test["test"],
+        "behaviour_cloning": bc_report,
+        "augmentation": prepared.augmentation or None,
+        "curriculum": state.curriculum,
+        "resumed_from": state.resumed_from,
+        "artifacts": {
+            "model": store.uri("model.zip"),
+            "final_model": store.uri("final.zip"),
+            "equity_plot": test["equity_plot"],
+            "tensorboard": store.uri("tensorboard"),
+        },
+        "versions": versions(),
+    }
+
+
+def versions() -> dict[str, str]:
+    """Versions that decide what a result means (reported beside it)."""
+    return {
+        "stevie": stevie_trainer.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def test_backtest(
+    prepared: Prepared, model: BaseAlgorithm, store: RunStore, name: str = "agent"
+) -> dict[str, Any]:
+    """``model`` on the test split beside the baselines: metrics per policy, the period, the
+    annualisation note, and equity.png under ``store``."""
+    spec = prepared.spec
+    bounds = prepared.splits.test
+    policies = [AgentPolicy(model, name)] + [
+        make_baseline(b, prepared.market.features.indicators, spec.expert, seed=spec.seed)
+        for b in BASELINES
+    ]
+    episodes: dict[str, Episode] = {
+        p.name: run_policy(prepared.market, spec.env, bounds, p, split_name="test split")
+        for p in policies
+    }
+    source = "set in spec" if spec.data.bars_per_year else "measured from data"
+    note = annualisation_note(
+        prepared.market.bars_per_year, prepared.market.bar_size, source=source
+    )
+    plot = store.write_bytes(
+        "equity.png",
+        equity_png(episodes, title=f"{prepared.market.name}: {name} on the test split", note=note),
+    )
+    first, last = episodes[name].timestamps[[0, -1]]
+    return {
+        "test": {k: ep.performance().to_dict() for k, ep in episodes.items()},
+        "test_period": {"first_decision": str(first), "last_bar": str(last)},
+        "annualisation": {"bars_per_year": prepared.market.bars_per_year, "note": note},
+        "equity_plot": plot,
+    }
+
+
+def result_table(result: dict[str, Any]) -> str:
+    """The test table of a result.json (agent beside the baselines) plus validation."""
+    from stevie_trainer.evaluation.performance import Performance
+
+    def perf(d: dict[str, Any]) -> Performance:
+        values: dict[str, Any] = {k: (np.nan if v is None else v) for k, v in d.items()}
+        return Performance(**values)
+
+    columns = {k: perf(v) for k, v in result["test"].items()}
+    period = result["test_period"]
+    title = f"Test split, {period['first_decision']} .. {period['last_bar']}"
+    lines = [format_table(columns, title=title, note=result["annualisation"]["note"])]
+    val = result.get("validation") or {}
+    sharpe, ret = val.get("sharpe"), val.get("total_return")
+    lines.append(
+        "validation (model selection): Sharpe "
+        + ("n/a" if sharpe is None else f"{sharpe:.2f}")
+        + ", total return "
+        + ("n/a" if ret is None else f"{ret:+.2%}")
+        + f", best model at {result.get('best_timesteps')} timesteps"
+    )
+    return "\n".join(lines)
