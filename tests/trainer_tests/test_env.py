@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -65,8 +66,22 @@ def frame() -> pd.DataFrame:
 def test_env_passes_gymnasium_and_sb3_checkers(frame: pd.DataFrame, name: str) -> None:
     spec = SPECS[name]
     market = MarketData.from_frame(frame, spec)
-    gym_check_env(TradingEnv(market, spec), skip_render_check=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "reset and step share an object"
+        gym_check_env(TradingEnv(market, spec), skip_render_check=True)
     sb3_check_env(TradingEnv(market, spec), warn=True)
+
+
+def test_observations_are_fresh_arrays_a_user_may_keep(frame: pd.DataFrame) -> None:
+    spec = EnvSpec(episode_length=40)
+    env = TradingEnv(MarketData.from_frame(frame, spec), spec)
+    first, _ = env.reset(seed=0)
+    kept = first.copy()
+    second, *_ = env.step(2)
+    third, *_ = env.step(0)
+    assert not np.shares_memory(first, second) and not np.shares_memory(second, third)
+    np.testing.assert_array_equal(first, kept)
+    assert not np.array_equal(second, third)
 
 
 def test_default_observation_is_104_floats(frame: pd.DataFrame) -> None:

@@ -18,23 +18,26 @@ from stevie_api.pbt import FitnessWeights, PBTPopulationSpec
 from stevie_trainer.pbt.evolution import (
     decision_rng,
     explore,
-    fitness,
-    fitness_terms,
     initial_hyperparameters,
     new_population,
     next_actions,
     perturb,
-    phase,
     quantile_size,
-    rank,
     record_failure,
     record_result,
-    running_actions,
     sample_prior,
+)
+from stevie_trainer.pbt.fitness import fitness, fitness_terms
+from stevie_trainer.pbt.state import (
+    Action,
+    Population,
+    interval_name,
+    phase,
+    rank,
+    running_actions,
     schedule,
     summary,
 )
-from stevie_trainer.pbt.state import Action, Population, interval_name
 
 DATA = {"uri": "pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv"}
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

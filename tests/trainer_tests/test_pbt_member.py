@@ -16,8 +16,9 @@ from stevie_api.common import ParamValue
 from stevie_api.pbt import PBTPopulationSpec
 from stevie_api.training import TrainingRunSpec
 from stevie_trainer.common import storage
-from stevie_trainer.pbt.evolution import fitness, new_population, record_result
+from stevie_trainer.pbt.evolution import new_population, record_result
 from stevie_trainer.pbt.finish import finish_population, overhead
+from stevie_trainer.pbt.fitness import fitness
 from stevie_trainer.pbt.member import interval_spec, member_seed, train_interval
 from stevie_trainer.pbt.state import LineageEvent
 from stevie_trainer.rl.agent import continuation_overrides, load_model

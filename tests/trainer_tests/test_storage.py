@@ -187,7 +187,7 @@ def test_s3_listing(s3_server: Any) -> None:
 
 
 def test_s3_listing_paginates(s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(storage, "_S3_LIST_PAGE", 2)  # 7 keys -> 4 list_objects_v2 pages
+    monkeypatch.setattr(storage.s3, "_LIST_PAGE", 2)  # 7 keys -> 4 list_objects_v2 pages
     for i in range(7):
         s3_server.client.put_object(Bucket=s3_server.bucket, Key=f"many/{i:02d}", Body=b"")
     listed = storage.list_uris(s3_server.uri("many"))

@@ -41,7 +41,8 @@ class Checkpoint:
         return storage.read_bytes(uri) if storage.exists(uri) else None
 
 
-def utc_now() -> str:
+def iso_now() -> str:
+    """Now in UTC as an ISO 8601 string to the second (for JSON documents)."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -85,7 +86,7 @@ class RunStore:
         storage.write_bytes(storage.join(base, "model.zip"), model)
         if replay is not None:
             storage.write_bytes(storage.join(base, "replay.pkl"), replay)
-        payload = state | {"timesteps": timesteps, "saved_at": utc_now()}
+        payload = state | {"timesteps": timesteps, "saved_at": iso_now()}
         storage.write_text(storage.join(base, "state.json"), json.dumps(payload, indent=2))
         self._prune(keep)
         return Checkpoint(timesteps, base, payload)

@@ -17,8 +17,8 @@ from stevie_trainer.evaluation.performance import Performance, performance
 
 F64 = npt.NDArray[np.float64]
 
-# Columns of a ledger row (see stevie_trainer.env.kernel): position before and after the fill, and the
-# gap, cost and bar multipliers of equity.
+# Columns of a ledger row (see stevie_trainer.env.kernel): position before and after the fill,
+# and the gap, cost and bar multipliers of equity.
 P_OLD, P_NEW, GAP, COST, BAR = range(5)
 
 

@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 from stevie_api.hpo import HPOStudySpec
 from stevie_api.training import TrainingRunSpec
 from stevie_trainer.common import storage
-from stevie_trainer.common.artifacts import RunStore, utc_now
+from stevie_trainer.common.artifacts import RunStore, iso_now
 from stevie_trainer.env.prepare import Prepared
 from stevie_trainer.evaluation.performance import Performance
 from stevie_trainer.hpo.study import (
@@ -120,7 +120,7 @@ def train_seed(
     bc = session.bc_report
     result = {
         "status": "pruned" if evaluator.stopped else "succeeded",
-        "finished_at": utc_now(),
+        "finished_at": iso_now(),
         "seed": spec.seed,
         "out": store.out,
         "timesteps": int(model.num_timesteps),
@@ -264,6 +264,6 @@ def _write_trial_json(
             "params": params,
             "values": values,
             "seeds": [asdict(s) for s in seeds],
-            "finished_at": utc_now(),
+            "finished_at": iso_now(),
         },
     )

@@ -5,20 +5,23 @@
     python -m stevie_trainer pbt-finish --population-spec F --state POPULATION_JSON --out URI
 
 ``--population-spec`` is a PBTPopulation resource (or its spec) as JSON or YAML, a path or URI.
+``pbt-interval`` has a warm-up (``stevie run`` forks interval processes from a warmed one).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["add_pbt_commands", "run_pbt_command"]
+if TYPE_CHECKING:
+    from stevie_api.pbt import PBTPopulationSpec
 
-COMMANDS = ("pbt-interval", "pbt-finish")
+__all__ = ["add_commands"]
 
 
-def add_pbt_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``pbt-interval`` and ``pbt-finish``."""
     p = sub.add_parser("pbt-interval", help="train one interval of one PBT member")
     p.add_argument("--population-spec", required=True, help="PBTPopulation (or spec) file/URI")
     p.add_argument("--member", type=int, required=True, help="member index")
@@ -26,10 +29,12 @@ def add_pbt_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--hyperparameters-json", default="{}", help="hyperparameter overrides as JSON")
     p.add_argument("--init", help="checkpoint folder to start from (default: a fresh model)")
     p.add_argument("--out", required=True, help="the interval's folder or URI")
+    p.set_defaults(func=_interval, warm_up=_warm_up)
     f = sub.add_parser("pbt-finish", help="summary, plots and test backtest of a population")
     f.add_argument("--population-spec", required=True, help="PBTPopulation (or spec) file/URI")
     f.add_argument("--state", required=True, help="population.json kept by the controller")
     f.add_argument("--out", required=True, help="the population's folder or URI")
+    f.set_defaults(func=_finish)
 
 
 def _params(text: str) -> dict[str, Any]:
@@ -42,31 +47,42 @@ def _params(text: str) -> dict[str, Any]:
     return value
 
 
-def run_pbt_command(args: argparse.Namespace) -> int:
+def _spec(args: argparse.Namespace) -> tuple[PBTPopulationSpec, str | None]:
     from stevie_api.pbt import PBTPopulationSpec
     from stevie_trainer.common import storage
     from stevie_trainer.common.specfile import load_spec_text
 
     text = storage.read_text(args.population_spec)
-    spec, name = load_spec_text(text, args.population_spec, PBTPopulationSpec)
-    if args.command == "pbt-interval":
-        from stevie_trainer.pbt.member import train_interval
+    return load_spec_text(text, args.population_spec, PBTPopulationSpec)
 
-        result = train_interval(
-            spec,
-            args.member,
-            args.interval,
-            _params(args.hyperparameters_json),
-            args.init or None,
-            args.out,
-            name=name,
-        )
-        event = {k: result[k] for k in ("member", "interval", "fitness", "timesteps")}
-        print(json.dumps({"event": "interval", **event}), flush=True)
-        return 0
+
+def _interval(args: argparse.Namespace) -> int:
+    from stevie_trainer.pbt.member import train_interval
+
+    spec, name = _spec(args)
+    params = _params(args.hyperparameters_json)
+    result = train_interval(
+        spec, args.member, args.interval, params, args.init or None, args.out, name=name
+    )
+    event = {k: result[k] for k in ("member", "interval", "fitness", "timesteps")}
+    print(json.dumps({"event": "interval", **event}), flush=True)
+    return 0
+
+
+def _warm_up(args: argparse.Namespace) -> None:
+    """What every interval of this population does first, done once before forking."""
+    from stevie_trainer.pbt.member import warm_up
+
+    spec, name = _spec(args)
+    warm_up(spec, name)
+
+
+def _finish(args: argparse.Namespace) -> int:
+    from stevie_trainer.common import storage
     from stevie_trainer.pbt.finish import finish_population
     from stevie_trainer.pbt.state import Population
 
+    spec, _ = _spec(args)
     state = json.loads(storage.read_text(args.state))
     population = Population.from_dict(state)
     finish_population(

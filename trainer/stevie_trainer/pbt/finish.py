@@ -21,7 +21,7 @@ from typing import Any
 
 from stevie_api.pbt import PBTPopulationSpec
 from stevie_trainer.common import storage
-from stevie_trainer.common.artifacts import RunStore, utc_now
+from stevie_trainer.common.artifacts import RunStore, iso_now
 from stevie_trainer.pbt.member import MODEL_NAME, interval_spec
 from stevie_trainer.pbt.plots import fitness_png, lineage_png, schedules_png
 from stevie_trainer.pbt.state import Population, summary
@@ -101,7 +101,7 @@ def finish_population(
     if best is not None:
         best |= _test_best(spec, best, out, say)
     doc |= {
-        "finished_at": utc_now(),
+        "finished_at": iso_now(),
         "perturbation_interval": p,
         "fitness_weights": spec.fitness.as_dict(),
         "intervals": [_interval_row(r) for r in results],

@@ -22,22 +22,23 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
 
 from stevie_api.common import ParamValue
 from stevie_api.pbt import PBTPopulationSpec
 from stevie_api.training import TrainingRunSpec
 from stevie_trainer.common import storage
-from stevie_trainer.common.artifacts import RunStore, utc_now
+from stevie_trainer.common.artifacts import RunStore, iso_now
 from stevie_trainer.common.telemetry import TrainerMetrics
 from stevie_trainer.env.prepare import Prepared, prepare
 from stevie_trainer.env.vec import VecTradingEnv
 from stevie_trainer.evaluation.baselines import make_baseline
 from stevie_trainer.evaluation.episode import run_policy
-from stevie_trainer.pbt.evolution import fitness, fitness_terms
+from stevie_trainer.pbt.fitness import fitness, fitness_terms
 from stevie_trainer.rl.agent import AgentPolicy, save_model
 from stevie_trainer.rl.callbacks import ProgressCallback
-from stevie_trainer.rl.session import open_session
+from stevie_trainer.rl.session import Session, open_session
 
 __all__ = [
     "MODEL_NAME",
@@ -108,6 +109,58 @@ def interval_spec(
     )
 
 
+def _open(
+    spec: PBTPopulationSpec,
+    member: int,
+    interval: int,
+    params: Mapping[str, ParamValue],
+    init: str | None,
+    name: str | None,
+    say: Callable[[str], None],
+) -> Session:
+    """The interval's training session: from the ``init`` checkpoint's weights and optimiser
+    state with this interval's hyperparameters (or a fresh model)."""
+    run_spec = interval_spec(spec, member, interval, params)
+    init_model = init_state = None
+    if init is not None:
+        init_model = storage.read_bytes(storage.join(init, MODEL_NAME))
+        init_state = (RunStore(init).read_json("state.json") or {}).get("run")
+    return open_session(
+        run_spec,
+        say,
+        name=name,
+        init_model=init_model,
+        init_state=init_state,
+        prepared=prepared_data(spec, name),
+    )
+
+
+def _callbacks(
+    session: Session, store: RunStore, steps: int
+) -> tuple[list[BaseCallback], Callable[[], str | None]]:
+    """Progress (and curriculum) callbacks for ``steps`` more timesteps, and the curriculum's
+    stage reader."""
+    state = session.state
+    state.total_timesteps = int(session.model.num_timesteps) + steps
+    metrics = TrainerMetrics(session.prepared.market.name)
+    metrics.serve()
+    curriculum, stage = session.curriculum()
+    return [*curriculum, ProgressCallback(store, state, metrics, stage=stage)], stage
+
+
+def _validate(session: Session) -> dict[str, Any]:
+    """The interval's model on the validation split (what its fitness scores)."""
+    prep = session.prepared
+    episode = run_policy(
+        prep.market,
+        session.spec.env,
+        prep.splits.validation,
+        AgentPolicy(session.model),
+        split_name="validation split",
+    )
+    return episode.performance().to_dict()
+
+
 def train_interval(
     spec: PBTPopulationSpec,
     member: int,
@@ -122,65 +175,29 @@ def train_interval(
     """Train (or return the finished result of) one interval under ``out``; ``init`` is the
     folder of the checkpoint to start from (None: a fresh model, BC pre-trained if enabled)."""
     say = log or (lambda message: print(message, flush=True))
-    started = time.monotonic()
+    clock = _Clock()
     store = RunStore(out)
     done = store.read_json("result.json")
     if done is not None and done.get("status") == "succeeded":
         say(f"{store.out}: interval already finished")
         return done
-    run_spec = interval_spec(spec, member, interval, params)
-    init_model = init_state = None
-    if init is not None:
-        init_model = storage.read_bytes(storage.join(init, MODEL_NAME))
-        init_state = (RunStore(init).read_json("state.json") or {}).get("run")
-    session = open_session(
-        run_spec,
-        say,
-        name=name,
-        init_model=init_model,
-        init_state=init_state,
-        prepared=prepared_data(spec, name),
-    )
-    model, state = session.model, session.state
-    start_steps = int(model.num_timesteps)
-    state.total_timesteps = start_steps + spec.perturbation_interval
-    metrics = TrainerMetrics(session.prepared.market.name)
-    metrics.serve()
-    curriculum, stage = session.curriculum()
-    setup_seconds = time.monotonic() - started
-    t0 = time.monotonic()
-    model.learn(
-        spec.perturbation_interval,
-        callback=[*curriculum, ProgressCallback(store, state, metrics, stage=stage)],
-        reset_num_timesteps=False,
+    session = _open(spec, member, interval, params, init, name, say)
+    start_steps = int(session.model.num_timesteps)
+    callbacks, stage = _callbacks(session, store, spec.perturbation_interval)
+    clock.lap("setup_seconds")
+    session.model.learn(
+        spec.perturbation_interval, callback=callbacks, reset_num_timesteps=False,
         tb_log_name="pbt",
-    )
-    train_seconds = time.monotonic() - t0
-    t1 = time.monotonic()
-    prep = session.prepared
-    episode = run_policy(
-        prep.market,
-        run_spec.env,
-        prep.splits.validation,
-        AgentPolicy(model),
-        split_name="validation split",
-    )
-    validation = episode.performance().to_dict()
-    eval_seconds = time.monotonic() - t1
-    t2 = time.monotonic()
-    model_uri = store.write_bytes(MODEL_NAME, save_model(model))
-    store.write_json("state.json", {"run": state.to_dict()})
-    save_seconds = time.monotonic() - t2
-    timings = {
-        "setup_seconds": round(setup_seconds, 3),
-        "train_seconds": round(train_seconds, 3),
-        "eval_seconds": round(eval_seconds, 3),
-        "save_seconds": round(save_seconds, 3),
-        "total_seconds": round(time.monotonic() - started, 3),
-    }
+    )  # fmt: skip
+    clock.lap("train_seconds")
+    validation = _validate(session)
+    clock.lap("eval_seconds")
+    model_uri = store.write_bytes(MODEL_NAME, save_model(session.model))
+    store.write_json("state.json", {"run": session.state.to_dict()})
+    clock.lap("save_seconds")
     result: dict[str, Any] = {
         "status": "succeeded",
-        "finished_at": utc_now(),
+        "finished_at": iso_now(),
         "member": member,
         "interval": interval,
         "hyperparameters": dict(params),
@@ -188,22 +205,39 @@ def train_interval(
         "checkpoint": store.out,
         "model": model_uri,
         "timesteps_start": start_steps,
-        "timesteps": int(model.num_timesteps),
+        "timesteps": int(session.model.num_timesteps),
         "validation": validation,
         "fitness": fitness(validation, spec.fitness),
         "fitness_terms": fitness_terms(validation),
         "curriculum_stage": stage(),
         "behaviour_cloning": session.bc_report,
-        "timings": timings,
+        "timings": clock.timings(),
     }
     store.write_json("result.json", result)
     say(
         f"member {member} interval {interval}: fitness {result['fitness']:.4f} "
         f"(validation Sharpe {_fmt(validation.get('sharpe'))}, "
         f"return {_fmt(validation.get('total_return'), '+.2%')}), "
-        f"{train_seconds:.1f} s training of {timings['total_seconds']:.1f} s"
+        f"{result['timings']['train_seconds']:.1f} s training of "
+        f"{result['timings']['total_seconds']:.1f} s"
     )
     return result
+
+
+class _Clock:
+    """Wall time of an interval's phases, as result.json's ``timings`` reports them."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.monotonic()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = round(now - self.last, 3)
+        self.last = now
+
+    def timings(self) -> dict[str, float]:
+        return self.laps | {"total_seconds": round(time.monotonic() - self.started, 3)}
 
 
 def _fmt(value: Any, spec: str = ".2f") -> str:

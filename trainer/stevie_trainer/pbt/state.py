@@ -1,8 +1,8 @@
 """State of a PBT population: JSON-serialisable dataclasses and deterministic child names.
 
 Torch-free (the operator imports it). The decisions that change this state are in
-:mod:`stevie_trainer.pbt.evolution`; the readers here (ranking, phase, lineage schedule, summary) only
-look at it.
+:mod:`stevie_trainer.pbt.evolution`; the readers here (ranking, phase, lineage schedule,
+summary) only look at it.
 
 Member lifecycle::
 
@@ -17,16 +17,14 @@ result, hyperparameters and output checkpoint.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from stevie_api.common import ParamValue
+from stevie_api.naming import child_name
 
 __all__ = [
-    "NAME_LIMIT",
     "Action",
     "ActionKind",
     "LineageEvent",
@@ -45,9 +43,6 @@ __all__ = [
 MemberStatus = Literal["pending", "running", "ready", "done", "failed"]
 ActionKind = Literal["launch", "done", "fail"]
 PopulationPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
-NAME_LIMIT = 63  # Job names end up in the pods' job-name label (a DNS label)
-
-_INVALID = re.compile(r"[^a-z0-9-]+")
 
 
 @dataclass
@@ -202,25 +197,11 @@ class Action:
         return asdict(self)
 
 
-def _hash(text: str, length: int = 8) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
 def interval_name(pop: str, member: int, interval: int, attempt: int = 0) -> str:
-    """Deterministic child name ``<pop>-m<member>-i<interval>`` (``-r<attempt>`` for retries).
-
-    A DNS-1123 label of at most 63 characters: characters other than ``[a-z0-9-]`` become
-    ``-``; a name that had to be changed or shortened gets a hash of the original name, so two
-    populations never share children.
-    """
+    """Deterministic child name ``<pop>-m<member>-i<interval>`` (``-r<attempt>`` for retries),
+    a DNS-1123 label fitted by :func:`stevie_api.naming.child_name`."""
     suffix = f"-m{member}-i{interval}" + (f"-r{attempt}" if attempt else "")
-    base = _INVALID.sub("-", pop.lower()).strip("-") or "pbt"
-    if base == pop and len(base) + len(suffix) <= NAME_LIMIT:
-        return base + suffix
-    digest = _hash(pop)
-    keep = NAME_LIMIT - len(suffix) - len(digest) - 1
-    head = base[:keep].rstrip("-")
-    return f"{head}-{digest}{suffix}" if head else f"{digest}{suffix}"
+    return child_name(pop, suffix)
 
 
 # --------------------------------------------------------------------------- readers

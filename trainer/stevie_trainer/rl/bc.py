@@ -233,16 +233,7 @@ def pretrain(
     was_training = policy.training
     try:
         for epoch in range(1, spec.epochs + 1):
-            policy.set_training_mode(True)
-            total = 0.0
-            for batch in torch.split(torch.randperm(len(train_t), generator=gen), spec.batch_size):
-                rows = train_t[batch].to(device)
-                loss = functional.cross_entropy(_logits(policy, obs[rows]), actions[rows])
-                optimizer.zero_grad()
-                torch.autograd.backward(loss)
-                optimizer.step()
-                total += float(loss.item()) * len(rows)
-            report.train_loss.append(total / len(train_idx))
+            report.train_loss.append(_epoch(policy, optimizer, obs, actions, train_t, gen, spec))
             val_loss, val_acc = _evaluate(policy, obs, actions, val_idx, spec.batch_size)
             report.validation_loss.append(val_loss)
             report.validation_accuracy_per_epoch.append(val_acc)
@@ -260,6 +251,29 @@ def pretrain(
     report.best_validation_loss = best_loss
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _epoch(
+    policy: ActorCriticPolicy,
+    optimizer: torch.optim.Optimizer,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    train_rows: torch.Tensor,
+    gen: torch.Generator,
+    spec: BehaviourCloningSpec,
+) -> float:
+    """One epoch of minibatch cross-entropy over ``train_rows`` (shuffled by ``gen``); the
+    mean training loss."""
+    policy.set_training_mode(True)
+    total = 0.0
+    for batch in torch.split(torch.randperm(len(train_rows), generator=gen), spec.batch_size):
+        rows = train_rows[batch].to(policy.device)
+        loss = functional.cross_entropy(_logits(policy, obs[rows]), actions[rows])
+        optimizer.zero_grad()
+        torch.autograd.backward(loss)
+        optimizer.step()
+        total += float(loss.item()) * len(rows)
+    return total / len(train_rows)
 
 
 def split_demonstrations(demos: Demonstrations, validation_fraction: float) -> tuple[I64, I64]:

@@ -17,7 +17,7 @@ import numpy.typing as npt
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from stevie_trainer.common.artifacts import RunStore, utc_now
+from stevie_trainer.common.artifacts import RunStore, iso_now
 from stevie_trainer.common.telemetry import TrainerMetrics
 from stevie_trainer.env.prepare import Prepared
 from stevie_trainer.evaluation.episode import run_policy
@@ -228,7 +228,7 @@ class ProgressCallback(BaseCallback):
             "best_validation_sharpe": self.state.best_sharpe,
             "episode_reward_mean": mean_reward,
             "fps": round(fps, 1),
-            "updated_at": utc_now(),
+            "updated_at": iso_now(),
         }
         self.store.write_json("progress.json", progress)
         self.metrics.update(progress)

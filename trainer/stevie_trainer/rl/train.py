@@ -23,7 +23,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 import stevie_trainer
 from stevie_api.training import TrainingRunSpec
 from stevie_trainer.common import storage
-from stevie_trainer.common.artifacts import RunStore, utc_now
+from stevie_trainer.common.artifacts import RunStore, iso_now
 from stevie_trainer.common.telemetry import TrainerMetrics
 from stevie_trainer.env.prepare import Prepared
 from stevie_trainer.evaluation.baselines import BASELINES, make_baseline
@@ -141,7 +141,7 @@ def report(
     test = test_backtest(prepared, best, store)
     return {
         "status": "succeeded",
-        "finished_at": utc_now(),
+        "finished_at": iso_now(),
         "timesteps": int(model.num_timesteps),
         "algorithm": spec.algorithm,
         "data": {"uri": spec.data.uri, "name": prepared.market.name},
