@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +24,6 @@ from optuna.trial import TrialState
 
 from stevie_api import API_VERSION
 from stevie_api.hpo import HPOStudySpec
-from stevie_operator.local_hpo import TrialProcesses
 from stevie_trainer.hpo.report import pruning_savings
 from stevie_trainer.hpo.study import (
     ask_trials,
@@ -64,6 +65,22 @@ def study_doc(data: str, steps: int, sampler: str, pruner: str, trials: int) -> 
     }
 
 
+class Trials:
+    """One ``python -m stevie_trainer trial`` process per running trial (the command a
+    trial's Job runs), its output in ``<study>/<trial>.log``."""
+
+    def __init__(self, spec_file: Path, storage: str, study_dir: Path) -> None:
+        self.spec_file, self.storage, self.study_dir = spec_file, storage, study_dir
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(self, number: int, name: str) -> None:
+        cmd = [sys.executable, "-m", "stevie_trainer", "trial", "--study-spec", str(self.spec_file)]
+        cmd += ["--storage", self.storage, "--trial-number", str(number)]
+        cmd += ["--out", str(self.study_dir / name)]
+        with (self.study_dir / f"{name}.log").open("ab") as log:
+            self.procs[number] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+
 def trained_timesteps(trial: Any, budget: int) -> int:
     """Timesteps a finished trial trained (the worker records it; else the budget, or the
     last report of a pruned trial)."""
@@ -86,7 +103,7 @@ def run_study(
     spec_file.write_text(json.dumps(resource | {"spec": doc}))
     storage = storage_location(spec, str(study_dir))
     study = open_study(spec, name, storage)
-    procs = TrialProcesses(spec_file, storage, study_dir)
+    procs = Trials(spec_file, storage, study_dir)
     per_trial = spec.template.total_timesteps
     started = time.monotonic()
     while True:

@@ -54,7 +54,8 @@ def main() -> None:
     root = Path(args.out or tempfile.mkdtemp(prefix="stevie-pbt-overhead-"))
 
     from stevie_api.pbt import PBTPopulation
-    from stevie_operator.local_pbt import run_pbt_population
+    from stevie_operator.local.runner import run_resources
+    from stevie_operator.registry import KINDS
 
     print(f"data {args.data}; {args.members} members x 4 intervals, 2 at a time; in {root}")
     header = f"{'launcher':22s}{'interval':>10s}{'wall s':>9s}{'train s':>9s}{'outside':>9s}"
@@ -71,7 +72,7 @@ def main() -> None:
                 population(args.data, interval, args.members, name)
             )
             t0 = time.monotonic()
-            run_pbt_population(resource, root, say=lambda _: None, fresh_processes=fresh)
+            run_resources([resource], root, KINDS, say=lambda _: None, fork=not fresh, stream=False)
             total = time.monotonic() - t0
             summary = root / "default" / "pbtpopulations" / name / "pbt_summary.json"
             over = json.loads(summary.read_text())["overhead"]

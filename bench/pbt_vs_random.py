@@ -78,7 +78,8 @@ def random_arm(resource: Any, root: Path) -> tuple[dict[str, Any], float]:
     from stevie_trainer.pbt.member import warm_up
 
     spec = resource.spec
-    rng = np.random.default_rng([spec.template.seed, spec.population_size])  # as local_pbt
+    # The same initial population as the operator's first plan.
+    rng = np.random.default_rng([spec.template.seed, spec.population_size])
     pop = new_population("random-search", spec, rng)
     warm_up(spec)
     jobs = [(spec, m.index, m.hyperparameters, spec.stopping.max_intervals, str(root))
@@ -129,14 +130,15 @@ def main() -> None:
     root = Path(args.out or tempfile.mkdtemp(prefix="stevie-pbt-bench-"))
 
     from stevie_api.pbt import PBTPopulation
-    from stevie_operator.local_pbt import run_pbt_population
+    from stevie_operator.local.runner import run_resources
+    from stevie_operator.registry import KINDS
 
     resource = PBTPopulation.model_validate(population(args))
     budget = args.members * args.intervals * args.interval
     print(f"data {args.data}; {args.members} members x {args.intervals} intervals x "
           f"{args.interval:,} steps = {budget:,} timesteps per arm; runs in {root}")  # fmt: skip
     t0 = time.monotonic()
-    run_pbt_population(resource, root / "pbt", say=lambda _: None)
+    run_resources([resource], root / "pbt", KINDS, say=lambda _: None, stream=False)
     pbt_wall = time.monotonic() - t0
     pbt = json.loads((root / "pbt/default/pbtpopulations/pbt-bench/pbt_summary.json").read_text())
     rnd, rnd_wall = random_arm(resource, root / "random")

@@ -1,3 +1,3 @@
-"""Stevie's operator and command-line interface."""
-
-from __future__ import annotations
+"""Stevie's operator: the kopf entry point (:mod:`.app`), the ``stevie`` CLI (:mod:`.cli`),
+one framework every kind runs on (:mod:`.framework`), one controller per kind
+(:mod:`.kinds`) and the local runner behind ``stevie run`` (:mod:`.local`)."""

@@ -107,13 +107,14 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from stevie_operator.local import run_file
+    from stevie_operator.local.runner import run_file
+    from stevie_operator.registry import KINDS
 
-    return run_file(Path(args.file), Path(args.data_dir))
+    return run_file(Path(args.file), Path(args.data_dir), KINDS)
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
-    from stevie_operator.handlers import main as operator_main
+    from stevie_operator.app import main as operator_main
 
     return operator_main(args.kopf_args)
 
@@ -147,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "operator",
-        help="run the operator (kopf run -m stevie_operator.handlers; default --standalone -A)",
+        help="run the operator (kopf run -m stevie_operator.app; default --standalone -A)",
     )
     p.add_argument("kopf_args", nargs=argparse.REMAINDER, help="options passed to kopf run")
     p.set_defaults(func=cmd_operator)

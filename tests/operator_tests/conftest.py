@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:  # mypy sees the repository's layout; pytest puts this folder on sys.path
-    from operator_tests.kmock_harness import Cluster
-else:
-    from kmock_harness import Cluster
+from support.kmock import Cluster
 
 
 @pytest.fixture

@@ -1,0 +1,147 @@
+"""The one plan shape every kind's reconciler returns, and how a reconciler writes one.
+
+A reconciler reads a :class:`~.resource.Subject`, decides a :class:`Decision` (phase,
+reason, message, degradation) and the children to create, then calls :func:`conclude`,
+which sets observedGeneration and the five conditions, computes the status merge patch and
+adds the Events of the transition. Plans are frozen: the same inputs give equal plans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from stevie_api.common import StatusBase
+from stevie_operator.framework.resource import Subject
+from stevie_operator.framework.status import (
+    INVALID_SPEC,
+    TERMINAL,
+    Event,
+    merge_patch,
+    phase_conditions,
+    set_conditions,
+)
+
+__all__ = ["Child", "Decision", "Plan", "conclude", "transition_events"]
+
+W = TypeVar("W")
+
+
+@dataclass(frozen=True)
+class Child:
+    """A child object to create, and the Event to post once it is created (not if it
+    already existed)."""
+
+    manifest: Mapping[str, Any]
+    event: Event | None = None
+
+    @property
+    def name(self) -> str:
+        """The child's (deterministic) name."""
+        return str(self.manifest["metadata"]["name"])
+
+    @property
+    def kind(self) -> str:
+        """The child's kind (Job, Deployment, Service)."""
+        return str(self.manifest["kind"])
+
+
+@dataclass(frozen=True)
+class Plan(Generic[W]):
+    """What to do, in this order: ``persist`` the kind's ``work`` (state that must be saved
+    before children exist), create ``children``, patch the status with ``status_patch``,
+    post ``events``. ``status`` is the whole new status; ``phase`` its phase."""
+
+    status: dict[str, Any]
+    status_patch: dict[str, Any]
+    phase: str | None
+    events: tuple[Event, ...] = ()
+    children: tuple[Child, ...] = ()
+    work: W | None = None
+    problems: tuple[str, ...] = ()
+
+    @property
+    def finished(self) -> bool:
+        """Whether the resource reached Succeeded or Failed."""
+        return self.phase in TERMINAL
+
+    def child(self, name: str) -> Child | None:
+        """The planned child of that name, if any."""
+        return next((c for c in self.children if c.name == name), None)
+
+
+@dataclass
+class Decision:
+    """A reconciler's verdict: the phase, its reason and message, Degraded's (reason,
+    message) if degraded, and ``stuck`` when nothing progresses until someone acts
+    (Progressing False)."""
+
+    phase: str
+    reason: str
+    message: str
+    degraded: tuple[str, str] | None = None
+    stuck: bool = False
+
+
+def transition_events(
+    before: StatusBase, decision: Decision, *, succeeded: str, failed: str | None = None
+) -> list[Event]:
+    """One Event per transition: into Succeeded (``succeeded``) or Failed (``failed``, or the
+    decision's reason; InvalidSpec again whenever its message changes), and into Degraded
+    (or Degraded for another reason)."""
+    events: list[Event] = []
+    d = decision
+    old_failed = before.get_condition("Failed")
+    invalid_again = (
+        d.reason == INVALID_SPEC and old_failed is not None and old_failed.message != d.message
+    )
+    if d.phase != before.phase or (d.phase == "Failed" and invalid_again):
+        if d.phase == "Succeeded":
+            events.append(Event("Normal", succeeded, d.message))
+        elif d.phase == "Failed":
+            reason = d.reason if d.reason == INVALID_SPEC or failed is None else failed
+            events.append(Event("Warning", reason, d.message))
+    old = before.get_condition("Degraded")
+    if d.degraded is not None and (
+        old is None or old.status != "True" or old.reason != d.degraded[0]
+    ):
+        events.append(Event("Warning", *d.degraded))
+    return events
+
+
+def conclude(
+    subject: Subject[Any, Any],
+    decision: Decision,
+    now: datetime,
+    *,
+    status: StatusBase | None = None,
+    events: Iterable[Event] = (),
+    children: Iterable[Child] = (),
+    work: W | None = None,
+) -> Plan[W]:
+    """The plan that writes ``decision`` into ``status`` (default: the subject's status) with
+    observedGeneration and the five conditions, creates ``children`` and posts ``events``."""
+    new = subject.status if status is None else status
+    if status is not None:
+        new.conditions = subject.status.conditions
+    new.phase = decision.phase
+    new.message = decision.message
+    new.observed_generation = subject.generation
+    conditions = phase_conditions(
+        decision.phase, decision.reason, decision.message, decision.degraded
+    )
+    if decision.stuck:
+        conditions["Progressing"] = (False, decision.reason, decision.message)
+    set_conditions(new, conditions, subject.generation, now)
+    doc = new.to_dict()
+    return Plan(
+        status=doc,
+        status_patch=merge_patch(subject.stored, doc),
+        phase=decision.phase,
+        events=tuple(events),
+        children=tuple(children),
+        work=work,
+        problems=tuple(subject.problems),
+    )

@@ -1,0 +1,238 @@
+"""The pod template every kind's trainer Jobs share: pure functions of the resource and
+the operator's settings.
+
+A trainer Job runs ``python -m stevie_trainer <command> <args>`` with the image, resources,
+scheduling, retries and deadline of a TrainingRun spec (a TrainingRun's own, or the template
+of an HPOStudy or a PBTPopulation), the storage volume or S3 settings, and a restricted
+security context (non-root, read-only root file system, no capabilities). Every command
+resumes when run again with the same ``--out``, so pod retries (``backoffLimit``) are safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any, Protocol
+
+from stevie_api import API_VERSION
+from stevie_api.common import ObjectMeta
+from stevie_api.naming import label_value
+from stevie_api.training import TrainingRunSpec
+from stevie_operator.framework.config import OperatorConfig
+
+__all__ = [
+    "MANAGED_BY",
+    "TRAINER_METRICS_PORT",
+    "Owner",
+    "TrainerCommand",
+    "owner_labels",
+    "trainer_job",
+]
+
+MANAGED_BY = "stevie-operator"
+TRAINER_UID = 65532  # "nonroot" in distroless-style images
+TRAINER_METRICS_PORT = 9090
+TMP_MOUNT = "/tmp"
+
+
+class _Resource(Protocol):
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def metadata(self) -> ObjectMeta: ...
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The resource a child belongs to: its ownerReference (garbage collection) and labels."""
+
+    kind: str
+    name: str
+    uid: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, resource: _Resource) -> Owner:
+        """The owner reference of a validated resource."""
+        meta = resource.metadata
+        return cls(resource.kind, meta.name, meta.uid, meta.labels)
+
+    def reference(self) -> list[dict[str, Any]]:
+        """The child's ownerReferences (none before the API server gave the owner a uid)."""
+        if not self.uid:
+            return []
+        return [
+            {
+                "apiVersion": API_VERSION,
+                "kind": self.kind,
+                "name": self.name,
+                "uid": self.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+
+
+def owner_labels(kind: str, name: str, labels: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Labels of a resource's children and their pods: the resource's own labels, then
+    Stevie's (``stevie.dev/kind`` and ``stevie.dev/name`` find them again)."""
+    value = label_value(name)
+    return {
+        **(labels or {}),
+        "app.kubernetes.io/name": "stevie",
+        "app.kubernetes.io/component": "trainer",
+        "app.kubernetes.io/instance": value,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "stevie.dev/kind": kind,
+        "stevie.dev/name": value,
+    }
+
+
+@dataclass(frozen=True)
+class TrainerCommand:
+    """One ``python -m stevie_trainer`` invocation: the command, its arguments, extra
+    environment (first in the container's env), and ``out``, where it writes."""
+
+    command: str
+    args: Sequence[str]
+    out: str
+    env: Sequence[Mapping[str, Any]] = ()
+
+
+def _local_root(uri: str) -> PurePosixPath | None:
+    """The absolute path behind a file:// (or plain absolute path) root, else None."""
+    if uri.startswith("s3://"):
+        return None
+    path = uri.removeprefix("file://").removeprefix("localhost")
+    return PurePosixPath(path) if path.startswith("/") else None
+
+
+@dataclass(frozen=True)
+class _Storage:
+    volumes: list[dict[str, Any]]
+    mounts: list[dict[str, Any]]
+    env: list[dict[str, Any]]
+    env_from: list[dict[str, Any]]
+
+
+def _storage(run_spec: TrainingRunSpec, config: OperatorConfig) -> _Storage:
+    """Volumes, mounts and environment for the run's artifact storage."""
+    spec = run_spec.storage
+    found = _Storage([], [], [], [])
+    local = _local_root(spec.uri or config.storage_uri)
+    if local is not None:
+        base = PurePosixPath(config.pvc_mount_path)
+        mount_path = base if local == base or base in local.parents else local
+        claim = {"claimName": spec.pvc_claim_name or config.pvc}
+        found.volumes.append({"name": "data", "persistentVolumeClaim": claim})
+        found.mounts.append({"name": "data", "mountPath": str(mount_path)})
+    endpoint = spec.s3_endpoint_url or config.s3_endpoint_url
+    if endpoint:
+        found.env.append({"name": "STEVIE_S3_ENDPOINT_URL", "value": endpoint})
+    if spec.s3_secret_ref:
+        found.env_from.append({"secretRef": {"name": spec.s3_secret_ref}})
+    return found
+
+
+def _resources(run_spec: TrainingRunSpec) -> dict[str, Any]:
+    res = run_spec.resources
+    amounts: dict[str, str] = {"cpu": res.cpu, "memory": res.memory}
+    limits: dict[str, str] = dict(amounts)
+    if res.gpu > 0:
+        limits["nvidia.com/gpu"] = str(res.gpu)
+    return {"requests": amounts, "limits": limits}
+
+
+def _container(
+    run: TrainerCommand, run_spec: TrainingRunSpec, config: OperatorConfig, store: _Storage
+) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": "trainer",
+        "image": run_spec.image or config.trainer_image,
+        "command": ["python", "-m", "stevie_trainer", run.command],
+        "args": list(run.args),
+        "env": [
+            *(dict(e) for e in run.env),
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+            # The trainer serves Prometheus metrics here while it runs (a PodMonitor scrapes it).
+            {"name": "STEVIE_METRICS_PORT", "value": str(TRAINER_METRICS_PORT)},
+            # The root file system is read-only: caches and config go to the /tmp emptyDir.
+            {"name": "HOME", "value": TMP_MOUNT},
+            {"name": "MPLCONFIGDIR", "value": f"{TMP_MOUNT}/matplotlib"},
+            *store.env,
+        ],
+        "ports": [{"name": "metrics", "containerPort": TRAINER_METRICS_PORT}],
+        "resources": _resources(run_spec),
+        "volumeMounts": [{"name": "tmp", "mountPath": TMP_MOUNT}, *store.mounts],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if store.env_from:
+        container["envFrom"] = store.env_from
+    if run_spec.image_pull_policy:
+        container["imagePullPolicy"] = run_spec.image_pull_policy
+    return container
+
+
+def _pod_spec(container: dict[str, Any], run_spec: TrainingRunSpec, store: _Storage) -> Any:
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": TRAINER_UID,
+            "runAsGroup": TRAINER_UID,
+            "fsGroup": TRAINER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, *store.volumes],
+    }
+    if run_spec.service_account_name:
+        pod_spec["serviceAccountName"] = run_spec.service_account_name
+    if run_spec.node_selector:
+        pod_spec["nodeSelector"] = dict(run_spec.node_selector)
+    if run_spec.tolerations:
+        pod_spec["tolerations"] = [t.to_dict() for t in run_spec.tolerations]
+    return pod_spec
+
+
+def trainer_job(
+    *,
+    name: str,
+    namespace: str,
+    owner: Owner,
+    run_spec: TrainingRunSpec,
+    config: OperatorConfig,
+    run: TrainerCommand,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The batch/v1 Job running ``run`` in the one pod template every kind shares
+    (deterministic: the same inputs give the same dict)."""
+    labels = {**owner_labels(owner.kind, owner.name, owner.labels), **(labels or {})}
+    store = _storage(run_spec, config)
+    pod_spec = _pod_spec(_container(run, run_spec, config, store), run_spec, store)
+    job_spec: dict[str, Any] = {
+        "backoffLimit": run_spec.backoff_limit,
+        "completions": 1,
+        "parallelism": 1,
+        "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+    }
+    if run_spec.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = run_spec.active_deadline_seconds
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": labels,
+        "annotations": {"stevie.dev/run-uri": run.out, **(annotations or {})},
+    }
+    owners = owner.reference()
+    if owners:
+        metadata["ownerReferences"] = owners
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}

@@ -1,0 +1,153 @@
+"""A kind's kopf handlers, and the operator's :class:`~.kind.Context` kept in kopf's memo.
+
+Every handler of a kind calls the same level-based :func:`~.controller.drive`: create,
+resume and spec updates of its objects, a timer while they are unfinished, any event of a
+child it owns (found by the ``stevie.dev/kind`` label and the controlling ownerReference),
+and any event of an object of a kind it watches (reconciling the objects that reference
+it). A deleted object's state is forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ParamSpec, TypeVar, cast
+
+import kopf
+
+from stevie_api import API_VERSION, GROUP, VERSION
+from stevie_api.kinds import kind_info
+from stevie_operator.framework.client import KubeClient
+from stevie_operator.framework.config import OperatorConfig
+from stevie_operator.framework.controller import drive
+from stevie_operator.framework.kind import Body, Context, Kind
+from stevie_operator.framework.kube import KubeAPI
+from stevie_operator.framework.metrics import OperatorMetrics
+from stevie_operator.framework.pods import MANAGED_BY
+from stevie_operator.framework.status import TERMINAL, Event
+
+__all__ = ["OperatorContext", "context_of", "owner_name", "register_kind", "unfinished"]
+
+CONTEXT_KEY = "stevie"
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class OperatorContext(Context):
+    """The operator's context: the API server through the login's credentials, Events
+    through kopf, blocking calls in threads."""
+
+    def __init__(self, config: OperatorConfig, metrics: OperatorMetrics) -> None:
+        super().__init__(config, metrics)
+        self.connection: kopf.ConnectionInfo | None = None
+        self.client: KubeClient | None = None
+
+    def api(self) -> KubeAPI:
+        """A client for the current credentials (re-created after a new login)."""
+        if self.connection is None:
+            raise kopf.TemporaryError("not logged in to the cluster yet", delay=1)
+        if self.client is None or self.client.closed or self.client.info is not self.connection:
+            self.client = KubeClient(self.connection)
+        return self.client
+
+    def post(self, body: Body, events: Iterable[Event]) -> None:
+        """kopf queues the Events (it needs the body for the object reference)."""
+        for event in events:
+            kopf.event(
+                cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message
+            )
+
+    async def blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """In a thread: Optuna blocks on file locks and SQL, storage on I/O."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def context_of(memo: Any) -> OperatorContext:
+    """The operator's context, created on first use."""
+    found = memo.get(CONTEXT_KEY)
+    if not isinstance(found, OperatorContext):
+        found = OperatorContext(OperatorConfig.from_env(), OperatorMetrics())
+        memo[CONTEXT_KEY] = found
+    return found
+
+
+def owner_name(owners: Any, kind: str) -> str | None:
+    """The name of the controlling owner of ``kind`` in a child's ownerReferences."""
+    for ref in owners or []:
+        if (
+            isinstance(ref, Mapping)
+            and ref.get("kind") == kind
+            and ref.get("apiVersion") == API_VERSION
+            and ref.get("controller")
+        ):
+            name = ref.get("name")
+            return name if isinstance(name, str) else None
+    return None
+
+
+def unfinished(status: Mapping[str, Any], **_: Any) -> bool:
+    """kopf ``when=`` filter: the timer only ticks for objects not Succeeded or Failed."""
+    return status.get("phase") not in TERMINAL
+
+
+def _watch(registry: kopf.OperatorRegistry, kind: Kind[Any, Any, Any], every: float) -> None:
+    """The handlers of the kind's own objects."""
+    plural, name = kind.info.plural, kind.name
+
+    async def changed(*, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+        await drive(context_of(memo), kind, namespace or "default", name)
+
+    def resource_event(*, type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+        if type == "DELETED":
+            context_of(memo).forget(kind, namespace or "default", name)
+
+    on: dict[str, Any] = {"registry": registry, "backoff": 5}
+    kopf.on.resume(GROUP, VERSION, plural, id=f"{name}-resume", **on)(changed)
+    kopf.on.create(GROUP, VERSION, plural, id=f"{name}-create", **on)(changed)
+    kopf.on.update(GROUP, VERSION, plural, id=f"{name}-update", field="spec", **on)(changed)
+    kopf.timer(
+        GROUP, VERSION, plural, id=f"{name}-tick", interval=every, initial_delay=every,
+        when=unfinished, registry=registry,
+    )(changed)  # fmt: skip
+    kopf.on.event(GROUP, VERSION, plural, id=f"{name}-events", registry=registry)(resource_event)
+
+
+def _watch_children(registry: kopf.OperatorRegistry, kind: Kind[Any, Any, Any]) -> None:
+    """Any event of a child it owns reconciles the owner."""
+
+    async def child_event(*, namespace: str | None, meta: kopf.Meta, memo: Any, **_: Any) -> None:
+        owner = owner_name(meta.get("ownerReferences"), kind.name)
+        if owner is not None:
+            await drive(context_of(memo), kind, namespace or "default", owner)
+
+    labels = {"app.kubernetes.io/managed-by": MANAGED_BY, "stevie.dev/kind": kind.name}
+    for child in kind.children:
+        kopf.on.event(
+            child.group, child.version, child.plural, id=f"{kind.name}-{child.plural}",
+            labels=labels, registry=registry,
+        )(child_event)  # fmt: skip
+
+
+def _watch_references(registry: kopf.OperatorRegistry, kind: Kind[Any, Any, Any]) -> None:
+    """Any event of an object of a watched kind reconciles the objects referencing it."""
+    for watched in kind.watches:
+
+        async def referenced(
+            *, namespace: str | None, name: str, memo: Any, watched: str = watched, **_: Any
+        ) -> None:
+            ctx = context_of(memo)
+            found = ctx.references.referrers(watched, namespace or "default", name)
+            for _kind, ns, referrer in found:
+                await drive(ctx, kind, ns, referrer)
+
+        plural = kind_info(watched).plural
+        kopf.on.event(
+            GROUP, VERSION, plural, id=f"{kind.name}-watches-{plural}", registry=registry
+        )(referenced)
+
+
+def register_kind(registry: kopf.OperatorRegistry, kind: Kind[Any, Any, Any], every: float) -> None:
+    """Register one kind's handlers (its timer ticks every ``every`` seconds)."""
+    _watch(registry, kind, every)
+    _watch_children(registry, kind)
+    _watch_references(registry, kind)

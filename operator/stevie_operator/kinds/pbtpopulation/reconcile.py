@@ -1,0 +1,246 @@
+"""The PBTPopulation reconciler: a pure function (resource + observed world -> plan).
+
+The population's state lives in storage (``population.json``, see :mod:`.control`); the
+status is a summary of it. Each reconcile: interval Jobs that ended become outcomes
+(result.json read by the controller), the controller step decides exploits and launches, and
+the new state is the plan's work, SAVED BEFORE the planned Jobs are created. Running members
+whose Job is missing (an operator that crashed between saving and creating) get it created
+again: Job names are deterministic, so that is idempotent. When every member is done, one
+finish Job writes pbt_summary.json, plots and the best member's test backtest.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from stevie_api.pbt import PBTPopulation, PBTPopulationStatus
+from stevie_operator.framework.children import job_outcome, job_seconds
+from stevie_operator.framework.config import OperatorConfig
+from stevie_operator.framework.plan import Child, Decision, Plan, conclude, transition_events
+from stevie_operator.framework.resource import Subject, read_subject, spec_document
+from stevie_operator.framework.status import INVALID_SPEC, TERMINAL, Event
+from stevie_operator.kinds.pbtpopulation.children import (
+    SUMMARY_NAME,
+    finish_job,
+    finish_job_name,
+    interval_job,
+    population_dir,
+)
+from stevie_operator.kinds.pbtpopulation.control import (
+    Outcome,
+    apply_outcome,
+    decide,
+    population_status,
+)
+from stevie_trainer.common import storage
+from stevie_trainer.pbt.evolution import new_population
+from stevie_trainer.pbt.state import Action, Population, running_actions
+
+__all__ = ["Observed", "PopulationWork", "reconcile_pbt"]
+
+State = tuple[Population, dict[str, float]]
+Pop = Subject[PBTPopulation, PBTPopulationStatus]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the controller read: state, spec document and summary from storage, the
+    population's Jobs by name, and the result.json of each running member's interval."""
+
+    now: datetime
+    state: State | None = None
+    stored_spec: Mapping[str, Any] | None = None
+    jobs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    results: Mapping[tuple[int, int], Mapping[str, Any]] = field(default_factory=dict)
+    summary: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class PopulationWork:
+    """What persist writes before any Job is created: the spec document (if new or changed
+    where allowed) and the state; ``outcomes`` are the intervals that ended (for metrics)."""
+
+    pop_dir: str
+    state: State
+    write_spec: dict[str, Any] | None = None
+    outcomes: tuple[Outcome, ...] = ()
+
+
+def _frozen(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec fields a running population cannot change (parallelism may change)."""
+    return {k: v for k, v in spec.items() if k != "parallelism"}
+
+
+def _outcomes(population: Population, observed: Observed) -> tuple[list[Outcome], set[str]]:
+    """Ended interval Jobs as outcomes; the names of running members' Jobs that exist."""
+    found, alive = [], set()
+    for action in running_actions(population):
+        assert action.name is not None and action.member is not None
+        assert action.interval is not None
+        job = observed.jobs.get(action.name)
+        if job is None:
+            continue
+        alive.add(action.name)
+        phase, _, message, _ = job_outcome(job)
+        if phase in TERMINAL:
+            result = observed.results.get((action.member, action.interval))
+            found.append(
+                Outcome(
+                    name=action.name,
+                    member=action.member,
+                    interval=action.interval,
+                    succeeded=phase == "Succeeded",
+                    result=dict(result) if result is not None else None,
+                    message=message,
+                    seconds=job_seconds(job),
+                )
+            )
+    return found, alive
+
+
+def _describe(population: Population, target: int) -> str:
+    running = sum(m.status == "running" for m in population.members)
+    best = max((f for m in population.members for f in m.fitness_history), default=None)
+    return (
+        f"{population.intervals_completed}/{target} intervals, {running} running, "
+        f"{population.exploits} exploits, best fitness "
+        + ("n/a" if best is None else f"{best:.4f}")
+    )
+
+
+def _final(
+    pop: PBTPopulation, population: Population, final: str, observed: Observed, namespace: str,
+    config: OperatorConfig,
+) -> tuple[Decision, Child | None]:  # fmt: skip
+    """Once every member is done or failed: the finish Job, then Succeeded."""
+    target = pop.spec.population_size * pop.spec.stopping.max_intervals
+    message = _describe(population, target)
+    if final == "fail" or population.intervals_completed == 0:
+        return Decision("Failed", "AllMembersFailed", f"every member failed; {message}"), None
+    name = finish_job_name(pop.metadata.name)
+    job = observed.jobs.get(name)
+    writing = Decision("Running", "Finishing", f"writing the summary; {message}")
+    if job is None:
+        return writing, Child(finish_job(pop, namespace, config))
+    phase, _, job_message, _ = job_outcome(job)
+    if phase == "Succeeded" and observed.summary is not None:
+        best = observed.summary.get("best") or {}
+        sharpe = ((best.get("test") or {}).get("best member") or {}).get("sharpe")
+        note = "n/a" if sharpe is None else f"{sharpe:.2f}"
+        text = f"{message}; best member {best.get('member')} test Sharpe {note}"
+        return Decision("Succeeded", "PopulationSucceeded", text), None
+    if phase == "Succeeded":
+        why = f"Job {name} succeeded but pbt_summary.json could not be read"
+        return Decision(
+            "Succeeded", "PopulationSucceeded", message, ("SummaryUnavailable", why)
+        ), None
+    if phase == "Failed":
+        return Decision(
+            "Succeeded", "PopulationSucceeded", message, ("FinishFailed", job_message)
+        ), None
+    return writing, None
+
+
+def _spec_check(
+    sub: Pop, pop: PBTPopulation, observed: Observed, pop_dir: str
+) -> tuple[Decision | None, dict[str, Any] | None]:
+    """(a Degraded decision if the spec changed where it may not, the spec document to write)."""
+    doc = spec_document(pop)
+    stored = observed.stored_spec
+    if stored is not None and stored.get("spec") == doc["spec"]:
+        return None, None
+    theirs = (stored or {}).get("spec")
+    if isinstance(theirs, Mapping) and _frozen(theirs) != _frozen(doc["spec"]):
+        message = (
+            "the spec changed after the population started (only spec.parallelism may "
+            f"change); delete and re-create it to start over. State: {pop_dir}"
+        )
+        keep = sub.before.phase or "Running"
+        return Decision(keep, "SpecChanged", message, ("SpecChanged", message)), None
+    return None, doc
+
+
+def _step(
+    pop: PBTPopulation, observed: Observed
+) -> tuple[State, list[Outcome], set[str], list[Event], list[Action]]:
+    """Apply the ended intervals to the state and decide what comes next."""
+    spec = pop.spec
+    seconds: dict[str, float]
+    if observed.state is None:
+        rng = np.random.default_rng([spec.template.seed, spec.population_size])
+        population, seconds = new_population(pop.metadata.name, spec, rng), {}
+    else:  # a copy: planning twice from the same observation plans the same
+        population, seconds = copy.deepcopy(observed.state)
+    outcomes, alive = _outcomes(population, observed)
+    events: list[Event] = []
+    for outcome in outcomes:
+        events += apply_outcome(population, spec, outcome, seconds)
+    actions, decided = decide(population, spec)
+    return (population, seconds), outcomes, alive, events + decided, actions
+
+
+def _population(
+    sub: Pop, pop: PBTPopulation, observed: Observed, config: OperatorConfig
+) -> Plan[PopulationWork]:
+    pop_dir = population_dir(pop, sub.namespace, config)
+    refused, write_spec = _spec_check(sub, pop, observed, pop_dir)
+    if refused is not None:
+        return conclude(
+            sub,
+            refused,
+            observed.now,
+            events=transition_events(sub.before, refused, succeeded="PopulationSucceeded"),
+        )
+    state, outcomes, alive, events, actions = _step(pop, observed)
+    population = state[0]
+    children: list[Child] = []
+    final = None
+    for action in [*actions, *running_actions(population)]:
+        if action.kind != "launch":
+            final = action.kind
+        elif action.name not in alive and not any(c.name == action.name for c in children):
+            children.append(Child(interval_job(pop, sub.namespace, action, config)))
+    status = population_status(population, None, start_time=sub.before.start_time or observed.now)
+    target = pop.spec.population_size * pop.spec.stopping.max_intervals
+    d = Decision(
+        "Pending" if status.phase == "Pending" else "Running",
+        "Training",
+        _describe(population, target),
+    )
+    if final is not None:
+        d, finish = _final(pop, population, final, observed, sub.namespace, config)
+        children += [finish] if finish is not None else []
+        if d.phase in TERMINAL:
+            summary = dict(observed.summary) if observed.summary else None
+            if summary is not None:
+                summary.setdefault("uri", storage.join(pop_dir, SUMMARY_NAME))
+            status = population_status(population, summary, start_time=status.start_time)
+            status.completion_time = sub.before.completion_time or observed.now
+    events += transition_events(sub.before, d, succeeded="PopulationSucceeded")
+    work = PopulationWork(pop_dir, state, write_spec, tuple(outcomes))
+    return conclude(
+        sub, d, observed.now, status=status, events=events, children=children, work=work
+    )
+
+
+def reconcile_pbt(
+    body: Mapping[str, Any], observed: Observed, config: OperatorConfig
+) -> Plan[PopulationWork]:
+    """Plan for one PBTPopulation. Never raises on an invalid spec (Failed/InvalidSpec) or a
+    stale status (fields that no longer validate are dropped)."""
+    sub = read_subject(body, PBTPopulation, PBTPopulationStatus)
+    if sub.resource is None:
+        d = Decision("Failed", INVALID_SPEC, "; ".join(sub.problems))
+        return conclude(
+            sub,
+            d,
+            observed.now,
+            events=transition_events(sub.before, d, succeeded="PopulationSucceeded"),
+        )
+    return _population(sub, sub.resource, observed, config)

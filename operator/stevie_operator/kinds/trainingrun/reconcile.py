@@ -1,0 +1,209 @@
+"""The TrainingRun reconciler: a pure function (resource + observed Job and files -> plan).
+
+Level-based: the same inputs give the same plan, and an existing Job is never created
+again (its name is deterministic). The trainer writes progress.json while it trains and
+result.json when it is done; the status is a summary of both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from stevie_api.training import ArtifactsStatus, ProgressStatus, TrainingRun, TrainingRunStatus
+from stevie_operator.framework.children import job_outcome
+from stevie_operator.framework.config import OperatorConfig
+from stevie_operator.framework.plan import Child, Decision, Plan, conclude, transition_events
+from stevie_operator.framework.resource import Subject, read_subject
+from stevie_operator.framework.status import (
+    INVALID_SPEC,
+    TERMINAL,
+    Event,
+    finite,
+    metric_summary,
+    parse_time,
+)
+from stevie_operator.kinds.trainingrun.children import job_name, run_uri, training_job
+from stevie_trainer.common import storage
+
+__all__ = ["Observed", "reconcile_training_run"]
+
+Run = Subject[TrainingRun, TrainingRunStatus]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the world looks like: the run's Jobs by name, the trainer's progress and result
+    files."""
+
+    now: datetime
+    jobs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    progress: Mapping[str, Any] | None = None
+    result: Mapping[str, Any] | None = None
+
+
+def _steps(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and value >= 0 else None
+
+
+def _progress(
+    run: TrainingRun, old: ProgressStatus | None, progress: Mapping[str, Any] | None
+) -> ProgressStatus:
+    total = run.spec.total_timesteps
+    if not isinstance(progress, Mapping):
+        return old or ProgressStatus(timesteps=0, total_timesteps=total, percent=0)
+    steps = _steps(progress.get("timesteps")) or 0
+    raw_total = progress.get("total_timesteps")
+    if isinstance(raw_total, int | float) and raw_total > 0:
+        total = int(raw_total)
+    stage = progress.get("stage")
+    return ProgressStatus(
+        timesteps=steps,
+        total_timesteps=total,
+        percent=max(0, min(100, steps * 100 // total)),
+        stage=stage if isinstance(stage, str) else None,
+    )
+
+
+def _apply_result(
+    status: TrainingRunStatus, run: TrainingRun, result: Mapping[str, Any], uri: str
+) -> None:
+    status.validation = metric_summary(result.get("validation"))
+    test = result.get("test")
+    status.test = metric_summary(test.get("agent")) if isinstance(test, Mapping) else None
+    artifacts = result.get("artifacts")
+    model = artifacts.get("model") if isinstance(artifacts, Mapping) else None
+    status.artifacts = ArtifactsStatus(
+        uri=uri,
+        model=model if isinstance(model, str) else None,
+        result=storage.join(uri, "result.json"),
+    )
+    steps = _steps(result.get("timesteps"))
+    total = run.spec.total_timesteps
+    if steps is None:
+        steps = status.progress.timesteps if status.progress else total
+    status.progress = ProgressStatus(
+        timesteps=steps,
+        total_timesteps=total,
+        percent=100,
+        stage=status.progress.stage if status.progress else None,
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _kept(sub: Run) -> Decision:
+    """Finished, and the Job is gone (deleted or collected): keep the outcome."""
+    status = sub.status
+    phase = str(status.phase)
+    cond = status.get_condition("Ready" if phase == "Succeeded" else "Failed")
+    old = sub.before.get_condition("Degraded")
+    degraded = None
+    if old is not None and old.status == "True" and phase != "Failed":
+        degraded = (old.reason, old.message)
+    return Decision(phase, cond.reason if cond else phase, status.message or "", degraded)
+
+
+def _succeeded(sub: Run, run: TrainingRun, observed: Observed, uri: str) -> Decision:
+    status, name = sub.status, job_name(run.metadata.name)
+    if not isinstance(observed.result, Mapping):
+        why = f"Job {name} succeeded but {storage.join(uri, 'result.json')} could not be read"
+        return Decision("Succeeded", "TrainingSucceeded", f"Job {name} completed",
+                        ("ResultUnavailable", why))  # fmt: skip
+    _apply_result(status, run, observed.result, uri)
+    assert status.progress is not None
+    val = status.validation.sharpe if status.validation else None
+    test = status.test.sharpe if status.test else None
+    message = (
+        f"Trained {status.progress.timesteps} steps: validation Sharpe {_fmt(val)}, "
+        f"test Sharpe {_fmt(test)}"
+    )
+    return Decision("Succeeded", "TrainingSucceeded", message)
+
+
+def _running(sub: Run, run: TrainingRun, job: Mapping[str, Any]) -> Decision:
+    failures = int((job.get("status") or {}).get("failed") or 0)
+    degraded = None
+    if failures:
+        degraded = (
+            "PodRetrying",
+            f"{failures} trainer pod(s) failed; retrying from the latest checkpoint "
+            f"(backoffLimit {run.spec.backoff_limit})",
+        )
+    p = sub.status.progress
+    assert p is not None
+    message = f"Training: {p.timesteps}/{p.total_timesteps} steps ({p.percent}%)" + (
+        f", stage {p.stage}" if p.stage else ""
+    )
+    return Decision("Running", "Training", message, degraded)
+
+
+def _observe_job(
+    sub: Run, run: TrainingRun, observed: Observed, job: Mapping[str, Any], uri: str
+) -> Decision:
+    phase, reason, message, finished_at = job_outcome(job)
+    status = sub.status
+    status.start_time = parse_time((job.get("status") or {}).get("startTime")) or status.start_time
+    status.progress = _progress(run, status.progress, observed.progress)
+    if phase in TERMINAL:
+        status.completion_time = finished_at or status.completion_time or observed.now
+    if phase == "Succeeded":
+        return _succeeded(sub, run, observed, uri)
+    if phase == "Running":
+        return _running(sub, run, job)
+    return Decision(phase, reason, message)
+
+
+def _events(sub: Run, d: Decision, children: list[Child]) -> list[Event]:
+    if children:
+        return []  # the Job's own Event (JobCreated) is posted once it is created
+    events = []
+    if d.phase == "Running" and sub.before.phase != "Running":
+        events.append(Event("Normal", "TrainingStarted", f"Job {sub.status.job_name} is running"))
+    return events + transition_events(sub.before, d, succeeded="TrainingSucceeded")
+
+
+def reconcile_training_run(
+    body: Mapping[str, Any], observed: Observed, config: OperatorConfig | None = None
+) -> Plan[None]:
+    """Plan for one TrainingRun: the Job to create, the status, the Events. Never raises on
+    an invalid spec: that becomes phase Failed with reason InvalidSpec."""
+    config = config or OperatorConfig()
+    sub = read_subject(body, TrainingRun, TrainingRunStatus)
+    run, status = sub.resource, sub.status
+    children: list[Child] = []
+    if run is None:
+        status.job_name = None
+        d = Decision("Failed", INVALID_SPEC, "; ".join(sub.problems))
+    else:
+        uri = run_uri(run, sub.namespace, config)
+        status.job_name = job_name(run.metadata.name)
+        if status.artifacts is None or status.artifacts.uri != uri:
+            status.artifacts = ArtifactsStatus(uri=uri)
+        job = observed.jobs.get(status.job_name)
+        failed = sub.before.get_condition("Failed")
+        was_invalid = failed is not None and failed.reason == INVALID_SPEC
+        if job is not None:
+            d = _observe_job(sub, run, observed, job, uri)
+        elif sub.before.phase in TERMINAL and not was_invalid:
+            d = _kept(sub)
+        else:
+            message = f"Created Job {status.job_name}"
+            children.append(Child(training_job(run, sub.namespace, config),
+                                  Event("Normal", "JobCreated", message)))  # fmt: skip
+            status.progress = _progress(run, status.progress, observed.progress)
+            d = Decision("Pending", "JobCreated", message)
+    return conclude(sub, d, observed.now, events=_events(sub, d, children), children=children)
+
+
+def best_validation_sharpe(plan: Plan[None], observed: Observed) -> float | None:
+    """The run's best validation Sharpe: from the result, else from progress.json."""
+    validation = plan.status.get("validation") or {}
+    best = finite(validation.get("sharpe"))
+    if best is None and isinstance(observed.progress, Mapping):
+        best = finite(observed.progress.get("best_validation_sharpe"))
+    return best

@@ -1,0 +1,84 @@
+"""Fixtures of every test: real market data (shared or bundled) and a real S3 server on
+loopback (moto's server mode)."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from stevie_trainer.common import storage
+from support.data import MarketFiles
+
+
+@pytest.fixture(scope="session")
+def market() -> MarketFiles:
+    """Real OHLCV files: ``../shared/data`` when present, else data inside installed packages
+    (see :mod:`support.data`)."""
+    return MarketFiles()
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint_url: str
+    bucket: str
+    client: Any  # a boto3 S3 client talking to the server
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+
+@pytest.fixture(scope="session")
+def _moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_server(_moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    """moto in server mode over real HTTP on 127.0.0.1, reset per test, with an empty bucket
+    ``stevie-test``; the environment points storage (and boto3) at it with test credentials."""
+    import boto3
+
+    request = urllib.request.Request(f"{_moto_endpoint}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+    for name in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_CA_BUNDLE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+        "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+        "STEVIE_S3_ENDPOINT_URL": _moto_endpoint,
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    storage.clear_s3_clients()
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=_moto_endpoint, region_name="us-east-1"
+    )
+    client.create_bucket(Bucket="stevie-test")
+    yield S3Server(endpoint_url=_moto_endpoint, bucket="stevie-test", client=client)
+    storage.clear_s3_clients()
