@@ -115,7 +115,8 @@ class LocalCluster:
         name = str(body["metadata"]["name"])
         if (p.api_version, p.plural, p.namespace, name) in self.objects:
             return None  # 409: it exists
-        doc = self.add(p.api_version, p.plural, body)
+        placed = {**body, "metadata": {**body["metadata"], "namespace": p.namespace}}
+        doc = self.add(p.api_version, p.plural, placed)
         if p.plural == "jobs":
             secrets = lambda secret, key: self.secret_value(p.namespace, secret, key)  # noqa: E731
             self.launcher.start(doc, secrets, self.log_place(doc))

@@ -1,12 +1,8 @@
-"""PBT controller logic: fitness, exploit/explore, sync/async, parallelism, retries, state."""
+"""PBT exploit/explore: priors, donors, sync/async, parallelism, retries, stopping."""
 
 from __future__ import annotations
 
-import json
-import math
 import re
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import pytest
@@ -14,9 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stevie_api.common import ParamSpec, ParamValue
-from stevie_api.pbt import FitnessWeights, PBTPopulationSpec
 from stevie_trainer.pbt.evolution import (
-    decision_rng,
     explore,
     initial_hyperparameters,
     new_population,
@@ -27,140 +21,14 @@ from stevie_trainer.pbt.evolution import (
     record_result,
     sample_prior,
 )
-from stevie_trainer.pbt.fitness import fitness, fitness_terms
 from stevie_trainer.pbt.state import (
-    Action,
     Population,
-    interval_name,
     phase,
     rank,
-    running_actions,
-    schedule,
-    summary,
 )
+from support.pbt import by_member, make_spec, ready_population, simulate
 
-DATA = {"uri": "pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv"}
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-def make_spec(**fields: Any) -> PBTPopulationSpec:
-    return PBTPopulationSpec.model_validate({"template": {"data": DATA}, **fields})
-
-
-def score(action: Action) -> float:
-    """A deterministic fitness that prefers learning_rate near 1e-3 and gamma near 0.99."""
-    lr = float(action.hyperparameters["learning_rate"])
-    gamma = float(action.hyperparameters["gamma"])
-    return -abs(math.log10(lr) + 3.0) - 10 * abs(gamma - 0.99) + 0.01 * (action.interval or 0)
-
-
-def simulate(
-    spec: PBTPopulationSpec,
-    seed: int = 0,
-    *,
-    fail: Callable[[Action], bool] = lambda a: False,
-    order_seed: int = 0,
-    name: str = "demo",
-    check: Callable[[Population], None] | None = None,
-) -> tuple[Population, list[Action], int]:
-    """Run the controller against children that finish in a random order."""
-    rng = np.random.default_rng(seed)
-    order = np.random.default_rng(order_seed)
-    pop = new_population(name, spec, rng)
-    running: list[Action] = []
-    log: list[Action] = []
-    most = 0
-    for _ in range(10_000):
-        actions = next_actions(pop, spec, rng)
-        log.extend(actions)
-        running += [a for a in actions if a.kind == "launch"]
-        most = max(most, len(running))
-        assert len(running) == sum(m.status == "running" for m in pop.members)
-        if check is not None:
-            check(pop)
-        if any(a.kind in ("done", "fail") for a in actions):
-            return pop, log, most
-        assert running, "stalled: nothing running and not finished"
-        a = running.pop(int(order.integers(len(running))))
-        assert a.member is not None and a.interval is not None
-        if fail(a):
-            record_failure(pop, spec, a.member, a.interval)
-        else:
-            record_result(pop, a.member, a.interval, score(a), f"file:///ck/{a.name}")
-    raise AssertionError("did not finish")
-
-
-def ready_population(
-    spec: PBTPopulationSpec, fitnesses: list[float], checkpoints: list[bool] | None = None
-) -> Population:
-    """Every member finished interval 0 with the given fitness (and checkpoint or not)."""
-    rng = np.random.default_rng(0)
-    pop = new_population("demo", spec, rng)
-    for m, f in zip(pop.members, fitnesses, strict=True):
-        m.status = "running"
-        has = checkpoints is None or checkpoints[m.index]
-        record_result(pop, m.index, 0, f, f"file:///ck/m{m.index}" if has else None)
-    return pop
-
-
-# --------------------------------------------------------------------------- fitness
-
-
-def test_fitness_default_weights_and_terms() -> None:
-    metrics = {"sharpe": 2.0, "total_return": 0.1, "win_rate": 0.6, "stability": 0.9}
-    t = fitness_terms(metrics)
-    assert t["sharpe"] == pytest.approx(math.tanh(1.0))
-    assert t["mean_profit"] == pytest.approx(math.tanh(1.0))
-    assert (t["win_rate"], t["stability"]) == (0.6, 0.9)
-    expected = 0.4 * math.tanh(1) + 0.3 * math.tanh(1) + 0.2 * 0.6 + 0.1 * 0.9
-    assert fitness(metrics) == pytest.approx(expected)
-    assert fitness(metrics, FitnessWeights()) == pytest.approx(expected)
-    only_sharpe = fitness(metrics, {"sharpe": 1.0})
-    assert only_sharpe == pytest.approx(math.tanh(1.0))
-    # An explicit mean profit (over several episodes) wins over the total return.
-    assert fitness_terms({**metrics, "mean_profit": -0.1})["mean_profit"] == pytest.approx(
-        math.tanh(-1.0)
-    )
-
-
-def test_fitness_missing_and_nan_count_as_worst() -> None:
-    worst = fitness({})
-    assert worst == pytest.approx(-0.4 - 0.3 + 0.0 - 0.1)
-    bad: dict[str, Any] = {
-        "sharpe": float("nan"),
-        "total_return": None,
-        "win_rate": float("inf"),
-        "stability": "x",
-    }
-    assert fitness(bad) == pytest.approx(worst)
-    assert not math.isnan(fitness({"sharpe": float("nan")}))
-    # Any real value beats the worst; bounded terms.
-    assert fitness({"sharpe": -50.0, "total_return": -0.99}) >= worst
-    assert -1 <= fitness({"sharpe": 1e9, "total_return": 1e9, "win_rate": 5, "stability": 2}) <= 1
-    # A steady decline is not rewarded as stability.
-    assert fitness_terms({"stability": 0.9, "total_return": -0.2})["stability"] == -0.9
-
-
-def test_fitness_is_monotonic_in_each_metric() -> None:
-    base = {"sharpe": 0.5, "total_return": 0.02, "win_rate": 0.5, "stability": 0.5}
-    for key, step in (("sharpe", 0.5), ("total_return", 0.05), ("win_rate", 0.1)):
-        assert fitness({**base, key: base[key] + step}) > fitness(base)
-
-
-# --------------------------------------------------------------------------- names
-
-
-def test_interval_names_are_deterministic_dns_labels() -> None:
-    assert interval_name("demo", 3, 7) == "demo-m3-i7"
-    assert interval_name("demo", 3, 7, attempt=2) == "demo-m3-i7-r2"
-    long_a = "p" * 80
-    long_b = "p" * 79 + "q"
-    names = {interval_name(n, 12, 345, 1) for n in (long_a, long_b, "a.b", "a-b")}
-    assert len(names) == 4
-    for n in names:
-        assert len(n) <= 63 and DNS_LABEL.match(n), n
-        assert n.endswith("-m12-i345-r1")
-    assert interval_name(long_a, 1, 2) == interval_name(long_a, 1, 2)
 
 
 # --------------------------------------------------------------------------- priors
@@ -319,10 +187,6 @@ def test_no_donor_with_checkpoint_means_continue() -> None:
     assert by_member(actions)[3].init_checkpoint == "file:///ck/m3"
 
 
-def by_member(actions: list[Action]) -> dict[int | None, Action]:
-    return {a.member: a for a in actions}
-
-
 def test_async_ranks_against_latest_fitness_of_members_with_results() -> None:
     spec = make_spec(populationSize=4, parallelism=4)
     rng = np.random.default_rng(0)
@@ -459,99 +323,3 @@ def test_target_fitness_stops_launching() -> None:
     assert max(f for m in pop.members for f in m.fitness_history) >= -0.5
     assert all(m.status == "done" for m in pop.members)
     assert pop.intervals_completed < 4 * 50
-
-
-# --------------------------------------------------------------------------- determinism, state
-
-
-def test_decisions_are_deterministic_for_a_seed() -> None:
-    spec = make_spec(populationSize=6, parallelism=2, stopping={"maxIntervals": 6})
-    a = simulate(spec, 9, order_seed=1)
-    b = simulate(spec, 9, order_seed=1)
-    assert a[1] == b[1] and a[0].to_dict() == b[0].to_dict()
-    c = simulate(spec, 10, order_seed=1)
-    assert c[1] != a[1]
-
-
-def test_json_round_trip_reproduces_next_actions() -> None:
-    spec = make_spec(populationSize=6, parallelism=3, stopping={"maxIntervals": 6})
-    rng = np.random.default_rng(5)
-    pop = new_population("demo", spec, rng)
-    order = np.random.default_rng(0)
-    for checked in range(12):
-        running = [m for m in pop.members if m.status == "running"]
-        if running:
-            m = running[int(order.integers(len(running)))]
-            record_result(pop, m.index, m.intervals_done, float(order.normal()), f"u{m.index}")
-        copy = Population.from_dict(json.loads(json.dumps(pop.to_dict())))
-        assert copy == pop
-        acts = next_actions(pop, spec, np.random.default_rng(checked))
-        assert next_actions(copy, spec, np.random.default_rng(checked)) == acts
-        assert copy == pop
-    assert pop.exploits > 0
-    assert running_actions(pop) == running_actions(
-        Population.from_dict(json.loads(json.dumps(pop.to_dict())))
-    )
-
-
-def test_record_result_is_idempotent_and_running_actions_relaunch() -> None:
-    spec = make_spec(populationSize=3, parallelism=2)
-    rng = np.random.default_rng(0)
-    pop = new_population("demo", spec, rng)
-    launched = next_actions(pop, spec, rng)
-    assert running_actions(pop) == launched
-    assert record_result(pop, 0, 0, 1.0, "c") is True
-    assert record_result(pop, 0, 0, 1.0, "c") is False  # duplicate observation
-    assert record_result(pop, 2, 0, 1.0, "c") is False  # not running
-    assert record_result(pop, 1, 0, float("nan"), "c") is True
-    assert pop.intervals_completed == 2 and math.isfinite(pop.members[1].fitness_history[0])
-
-
-# --------------------------------------------------------------------------- summary
-
-
-def test_summary_follows_lineage() -> None:
-    spec = make_spec(populationSize=6, parallelism=3, stopping={"maxIntervals": 6})
-    pop, _, _ = simulate(spec, 3, order_seed=2)
-    out = summary(pop)
-    json.dumps(out)
-    best = out["best"]
-    all_results = [f for m in pop.members for f in m.fitness_history]
-    assert best["fitness"] == max(all_results)
-    assert best["checkpoint"].startswith("file:///ck/demo-m")
-    steps = best["schedule"]
-    assert len(steps) == best["interval"] + 1  # one entry per interval the weights trained
-    assert steps[-1]["member"] == best["member"] and steps[-1]["fitness"] == best["fitness"]
-    assert [s["hyperparameters"] for s in steps][-1] == best["hyperparameters"]
-    assert len(out["top"]) == 5 and out["top"][0]["fitness"] >= out["top"][-1]["fitness"]
-    assert len(out["members"]) == 6 and out["exploits"] == pop.exploits > 0
-    # At least one best-schedule step came from a copied member when the best one exploited.
-    copied = [
-        e for e in pop.events if e.member == best["member"] and e.interval <= best["interval"]
-    ]
-    if copied:
-        assert {s["member"] for s in steps} != {best["member"]}
-
-
-def test_schedule_of_a_member_that_copied() -> None:
-    spec = make_spec(populationSize=2, parallelism=2, quantileFraction=0.5)
-    rng = np.random.default_rng(0)
-    pop = new_population("demo", spec, rng)
-    next_actions(pop, spec, rng)
-    record_result(pop, 0, 0, 1.0, "a0")
-    record_result(pop, 1, 0, 0.0, "b0")
-    next_actions(pop, spec, rng)  # 1 copies 0
-    record_result(pop, 1, 1, 2.0, "b1")
-    steps = schedule(pop, 1, 1)
-    assert [(s["member"], s["interval"]) for s in steps] == [(0, 0), (1, 1)]
-    assert summary(pop)["best"]["member"] == 1
-
-
-def test_decision_rng_depends_on_seed_and_progress() -> None:
-    spec = make_spec(populationSize=3)
-    pop = new_population("demo", spec, np.random.default_rng(0))
-    draw = decision_rng(1, pop).random()
-    assert decision_rng(1, pop).random() == draw
-    assert decision_rng(2, pop).random() != draw
-    pop.intervals_completed += 1
-    assert decision_rng(1, pop).random() != draw

@@ -22,11 +22,10 @@ from stevie_trainer.env.trading import TradingEnv
 from stevie_trainer.env.vec import VecTradingEnv
 from stevie_trainer.evaluation.baselines import ExpertPolicy
 from stevie_trainer.evaluation.episode import run_policy
-from stevie_trainer.rl.bc import (
-    BCReport,
+from stevie_trainer.rl.bc import BCReport, pretrain
+from stevie_trainer.rl.demonstrations import (
     Demonstrations,
     collect_demonstrations,
-    pretrain,
     split_demonstrations,
 )
 from support.data import MarketFiles

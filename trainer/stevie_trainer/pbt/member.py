@@ -214,14 +214,18 @@ def train_interval(
         "timings": clock.timings(),
     }
     store.write_json("result.json", result)
-    say(
-        f"member {member} interval {interval}: fitness {result['fitness']:.4f} "
-        f"(validation Sharpe {_fmt(validation.get('sharpe'))}, "
-        f"return {_fmt(validation.get('total_return'), '+.2%')}), "
-        f"{result['timings']['train_seconds']:.1f} s training of "
-        f"{result['timings']['total_seconds']:.1f} s"
-    )
+    say(_summary(result))
     return result
+
+
+def _summary(result: dict[str, Any]) -> str:
+    validation, timings = result["validation"], result["timings"]
+    return (
+        f"member {result['member']} interval {result['interval']}: fitness "
+        f"{result['fitness']:.4f} (validation Sharpe {_fmt(validation.get('sharpe'))}, "
+        f"return {_fmt(validation.get('total_return'), '+.2%')}), "
+        f"{timings['train_seconds']:.1f} s training of {timings['total_seconds']:.1f} s"
+    )
 
 
 class _Clock:

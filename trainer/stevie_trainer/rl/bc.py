@@ -1,9 +1,10 @@
 """Behaviour cloning: pre-train the PPO policy network to imitate the RSI/MA expert.
 
-:func:`collect_demonstrations` runs the expert on a :class:`VecTradingEnv` over the training
-split (random episode windows, like PPO's own rollouts) and records what the agent would see
-and what the expert did: the full observation, account features included (the expert's
-action depends on its position, stop loss and take profit), and the expert's action.
+:func:`~.demonstrations.collect_demonstrations` runs the expert on a :class:`VecTradingEnv`
+over the training split (random episode windows, like PPO's own rollouts) and records what
+the agent would see and what the expert did: the full observation, account features
+included (the expert's action depends on its position, stop loss and take profit), and the
+expert's action.
 
 :func:`pretrain` then fits THE SAME network PPO fine-tunes afterwards (``model.policy``:
 features extractor, actor MLP and ``action_net``) by minimising the cross-entropy of the
@@ -29,7 +30,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,126 +42,19 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.preprocessing import preprocess_obs
 from torch.nn import functional
 
-from stevie_api.market import EnvSpec, ExpertSpec
 from stevie_api.techniques import BehaviourCloningSpec
-from stevie_trainer.env.market import Bounds, MarketData
-from stevie_trainer.env.vec import VecTradingEnv
-from stevie_trainer.evaluation.baselines import ExpertPolicy
+from stevie_trainer.rl.demonstrations import (
+    Demonstrations,
+    action_distribution,
+    split_demonstrations,
+)
 
-__all__ = [
-    "BCReport",
-    "Demonstrations",
-    "collect_demonstrations",
-    "pretrain",
-    "split_demonstrations",
-    "total_variation",
-]
+__all__ = ["BCReport", "pretrain", "total_variation"]
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
-
-
-@dataclass(frozen=True)
-class Demonstrations:
-    """(observation, expert action) pairs; row i was decided at relative time ``time[i]``."""
-
-    obs: F32  # [M, D] exactly as the agent observes them
-    actions: I64  # [M] the expert's actions
-    time: F64  # [M] position of the decision bar within its split, 0 (first) .. 1 (last)
-    holds: B  # [M] the action keeps the position unchanged
-    n_actions: int
-    purge: float = 0.0  # an observation window as a fraction of the split (the widest)
-
-    def __post_init__(self) -> None:
-        m = len(self.actions)
-        if self.obs.ndim != 2 or len(self.obs) != m or len(self.time) != m or len(self.holds) != m:
-            raise ValueError(
-                f"demonstrations disagree in length: obs {self.obs.shape}, actions {m}, "
-                f"time {len(self.time)}, holds {len(self.holds)}"
-            )
-
-    def __len__(self) -> int:
-        return len(self.actions)
-
-    @property
-    def expert_distribution(self) -> F64:
-        """Share of each action among the expert's actions."""
-        return _distribution(self.actions, self.n_actions)
-
-    @classmethod
-    def concatenate(cls, parts: Sequence[Demonstrations]) -> Demonstrations:
-        """One set from several (e.g. the training split and its augmented copies)."""
-        if not parts:
-            raise ValueError("concatenate needs at least one set of demonstrations")
-        n_actions = {p.n_actions for p in parts}
-        widths = {p.obs.shape[1] for p in parts}
-        if len(n_actions) != 1 or len(widths) != 1:
-            raise ValueError("demonstrations of different action or observation spaces")
-        return cls(
-            obs=np.concatenate([p.obs for p in parts]),
-            actions=np.concatenate([p.actions for p in parts]),
-            time=np.concatenate([p.time for p in parts]),
-            holds=np.concatenate([p.holds for p in parts]),
-            n_actions=n_actions.pop(),
-            purge=max(p.purge for p in parts),
-        )
-
-
-def collect_demonstrations(
-    market: MarketData,
-    env_spec: EnvSpec,
-    expert: ExpertSpec,
-    bounds: Bounds,
-    *,
-    n_envs: int,
-    steps: int,
-    seed: int,
-) -> Demonstrations:
-    """``n_envs * steps`` decisions of the expert on random training episodes in ``bounds``.
-
-    For several markets (augmented copies), call once per market and
-    :meth:`Demonstrations.concatenate` the results.
-    """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1 (got {steps})")
-    env = VecTradingEnv(
-        market,
-        env_spec,
-        n_envs,
-        bounds=bounds,
-        mode="train",
-        split_name="training split",
-        seed=seed,
-    )
-    policy = ExpertPolicy(market.features.indicators, expert)
-    acc = env.accounts
-    m = n_envs * steps
-    obs_out = np.empty((m, acc.obs_size), dtype=np.float32)
-    actions = np.empty(m, dtype=np.int64)
-    bars = np.empty(m, dtype=np.int64)
-    holds = np.empty(m, dtype=np.bool_)
-    obs = env.reset()
-    assert isinstance(obs, np.ndarray)
-    for k in range(steps):
-        rows = slice(k * n_envs, (k + 1) * n_envs)
-        act = acc.actions_for_targets(policy.targets(acc))
-        obs_out[rows] = obs
-        actions[rows] = act
-        bars[rows] = acc.t
-        holds[rows] = act == acc.actions_for_targets(acc.pos)
-        obs, _, _, _ = env.step(act)
-    lo, hi = env.planner.first, env.planner.last
-    span = max(hi - lo, 1)
-    return Demonstrations(
-        obs=obs_out,
-        actions=actions,
-        time=(bars - lo) / span,
-        holds=holds,
-        n_actions=env.params.n_actions,
-        purge=env_spec.window / span,
-    )
 
 
 @dataclass
@@ -276,25 +169,6 @@ def _epoch(
     return total / len(train_rows)
 
 
-def split_demonstrations(demos: Demonstrations, validation_fraction: float) -> tuple[I64, I64]:
-    """(train rows, validation rows): validation is the latest ``validation_fraction`` of the
-    demonstrations by bar; training rows within an observation window before it are purged."""
-    if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in (0, 1) (got {validation_fraction})")
-    cut = float(np.quantile(demos.time, 1.0 - validation_fraction))
-    val = np.flatnonzero(demos.time >= cut)
-    train = np.flatnonzero(demos.time < cut - demos.purge)
-    if len(train) == 0 or len(val) == 0:
-        raise ValueError(
-            f"too few demonstrations ({len(demos)}) for a training and a validation block: "
-            "collect more steps or spread them over a longer split"
-        )
-    return train.astype(np.int64), val.astype(np.int64)
-
-
-# --------------------------------------------------------------------------- helpers
-
-
 def _actor_critic(model: BaseAlgorithm, demos: Demonstrations) -> ActorCriticPolicy:
     policy = model.policy
     if not isinstance(policy, ActorCriticPolicy):
@@ -369,8 +243,8 @@ def _fill_validation_metrics(
     expert = demos.actions[val_idx]
     trades = ~demos.holds[val_idx]
     n = demos.n_actions
-    expert_dist = _distribution(expert, n)
-    greedy_dist = _distribution(greedy, n)
+    expert_dist = action_distribution(expert, n)
+    greedy_dist = action_distribution(greedy, n)
     sampled_dist = probs.mean(axis=0)
     report.validation_accuracy = float(np.mean(greedy == expert))
     report.majority_rate = float(expert_dist.max())
@@ -388,11 +262,6 @@ def _fill_validation_metrics(
 def total_variation(p: F64, q: F64) -> float:
     """Total variation distance between two distributions over the same actions (0..1)."""
     return float(0.5 * np.abs(np.asarray(p) - np.asarray(q)).sum())
-
-
-def _distribution(actions: npt.NDArray[np.integer[Any]], n_actions: int) -> F64:
-    counts = np.bincount(actions, minlength=n_actions).astype(np.float64)
-    return np.asarray(counts / max(counts.sum(), 1.0), dtype=np.float64)
 
 
 def _json_safe(value: Any) -> Any:

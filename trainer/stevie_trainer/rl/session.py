@@ -21,8 +21,9 @@ from stevie_trainer.common.artifacts import Checkpoint
 from stevie_trainer.env.prepare import Prepared, prepare
 from stevie_trainer.env.vec import VecTradingEnv
 from stevie_trainer.rl.agent import build_model, continuation_overrides, load_model
-from stevie_trainer.rl.bc import Demonstrations, collect_demonstrations, pretrain
+from stevie_trainer.rl.bc import pretrain
 from stevie_trainer.rl.callbacks import CurriculumCallback, RunState, restore_rng_state
+from stevie_trainer.rl.demonstrations import Demonstrations, collect_demonstrations
 from stevie_trainer.rl.stages import make_curriculum, regime_start_pools
 
 Say = Callable[[str], None]

@@ -73,28 +73,66 @@ def finish_trial(cluster: Cluster, folder: Path, number: int, value: float) -> N
     cluster.api("PATCH", f"{JOBS}/hpo-t{number}/status", {"status": DONE})
 
 
+def _first_trials_jobs(cluster: Cluster, folder: Path, created: dict[str, Any]) -> None:
+    """Two trial Jobs (parallelism 2): the trainer's trial command on the shared journal."""
+    uri = folder.as_uri()
+    t0, t1 = (wait_for(job(cluster, f"hpo-t{n}"), what=f"trial {n}") for n in (0, 1))
+    container = t1["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == [
+        "--study-spec", f"{uri}/study.json", "--storage", f"{uri}/optuna.journal",
+        "--trial-number", "1", "--out", f"{uri}/hpo-t1",
+    ]  # fmt: skip
+    assert container["command"] == ["python", "-m", "stevie_trainer", "trial"]
+    assert {"name": "STEVIE_RUN_URI", "value": f"{uri}/hpo-t1"} in container["env"]
+    assert container["resources"]["requests"] == {"cpu": "1", "memory": "1Gi"}
+    assert t0["metadata"]["labels"]["stevie.dev/kind"] == "HPOStudy"
+    assert t0["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+    assert json.loads((folder / "study.json").read_text())["spec"]["maxTrials"] == 4
+    wait_for(status(cluster, lambda s: s.get("phase") == "Running"), what="Running")
+    assert cluster.api("GET", f"{JOBS}/hpo-t2") is None  # parallelism 2
+
+
+def _a_dead_pod_fails_its_trial_and_is_replaced(cluster: Cluster, folder: Path) -> None:
+    cluster.api("PATCH", f"{JOBS}/hpo-t1/status", {"status": FAILED})  # the pod died
+    wait_for(job(cluster, "hpo-t3"), what="a replacement for trial 1")
+    trial = study(folder).trials[1]
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert "backoff limit" in trial.user_attrs["error"]
+    failed = wait_for(status(cluster, lambda s: s["trials"]["failed"] == 1), what="failed")
+    assert failed["trials"]["running"] == 2 and failed["bestTrial"] == 0
+
+
+def _the_finish_job_reports(cluster: Cluster, folder: Path) -> None:
+    """Every trial done: the finish Job, which writes its outputs and exits 0."""
+    uri = folder.as_uri()
+    finish = wait_for(job(cluster, "hpo-finish-4"), what="the finish Job")
+    args = finish["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == ["--study-spec", f"{uri}/study.json", "--storage",
+                    f"{uri}/optuna.journal", "--out", uri]  # fmt: skip
+    finishing = status(cluster, lambda s: s["conditions"][1]["reason"] == "Finishing")
+    assert wait_for(finishing, what="Finishing")["phase"] == "Running"
+    (folder / "significance").mkdir()
+    sig = {"best_mean": 0.8, "default_mean": 0.2, "p_value": 0.03, "ci_low": 0.1,
+           "ci_high": 1.0, "significant": True, "sentence": "best beats default"}  # fmt: skip
+    (folder / "significance" / "significance.json").write_text(json.dumps(sig))
+    (folder / "optimization_results.json").write_text("{}")
+    (folder / "optimization_report.txt").write_text("report\n")
+    cluster.api("PATCH", f"{JOBS}/hpo-finish-4/status", {"status": DONE})
+    done = wait_for(status(cluster, lambda s: s["phase"] == "Succeeded"), what="Succeeded")
+    assert done["trials"] == {"running": 0, "completed": 4, "pruned": 0, "failed": 1}
+    assert done["bestTrial"] == 2 and done["bestValue"] == 0.9
+    assert done["significance"]["pValue"] == 0.03
+    assert done["reportUri"] == f"{uri}/optimization_report.txt"
+    assert conditions(done)["Ready"] == ("True", "StudySucceeded")
+
+
 def test_study_runs_trials_in_parallel_replaces_failures_and_finishes(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     folder = tmp_path / "data" / "default" / "hpostudies" / "hpo"
-    uri = folder.as_uri()
     with operator() as first:
         created = cluster.api("POST", HPO, STUDY)
-        t0, t1 = (wait_for(job(cluster, f"hpo-t{n}"), what=f"trial {n}") for n in (0, 1))
-        container = t1["spec"]["template"]["spec"]["containers"][0]
-        assert container["args"] == [
-            "--study-spec", f"{uri}/study.json", "--storage", f"{uri}/optuna.journal",
-            "--trial-number", "1", "--out", f"{uri}/hpo-t1",
-        ]  # fmt: skip
-        assert container["command"] == ["python", "-m", "stevie_trainer", "trial"]
-        assert {"name": "STEVIE_RUN_URI", "value": f"{uri}/hpo-t1"} in container["env"]
-        assert container["resources"]["requests"] == {"cpu": "1", "memory": "1Gi"}
-        assert t0["metadata"]["labels"]["stevie.dev/kind"] == "HPOStudy"
-        assert t0["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
-        assert json.loads((folder / "study.json").read_text())["spec"]["maxTrials"] == 4
-        wait_for(status(cluster, lambda s: s.get("phase") == "Running"), what="Running")
-        assert cluster.api("GET", f"{JOBS}/hpo-t2") is None  # parallelism 2
-
+        _first_trials_jobs(cluster, folder, created)
         finish_trial(cluster, folder, 0, 0.5)
         wait_for(job(cluster, "hpo-t2"), what="the next trial")
         wait_for(lambda: handled(cluster, f"{HPO}/hpo"), what="the creation handled")
@@ -103,39 +141,12 @@ def test_study_runs_trials_in_parallel_replaces_failures_and_finishes(
 
     # A restarted operator finds the running trials' Jobs: no duplicate, no extra trial.
     with operator() as second:
-        cluster.api("PATCH", f"{JOBS}/hpo-t1/status", {"status": FAILED})  # the pod died
-        wait_for(job(cluster, "hpo-t3"), what="a replacement for trial 1")
-        trial = study(folder).trials[1]
-        assert trial.state == optuna.trial.TrialState.FAIL
-        assert "backoff limit" in trial.user_attrs["error"]
-        failed = wait_for(status(cluster, lambda s: s["trials"]["failed"] == 1), what="failed")
-        assert failed["trials"]["running"] == 2 and failed["bestTrial"] == 0
-
+        _a_dead_pod_fails_its_trial_and_is_replaced(cluster, folder)
         finish_trial(cluster, folder, 2, 0.9)
         finish_trial(cluster, folder, 3, 0.1)
         wait_for(job(cluster, "hpo-t4"), what="the last trial")
         finish_trial(cluster, folder, 4, 0.3)
-        finish = wait_for(job(cluster, "hpo-finish-4"), what="the finish Job")
-        args = finish["spec"]["template"]["spec"]["containers"][0]["args"]
-        assert args == ["--study-spec", f"{uri}/study.json", "--storage",
-                        f"{uri}/optuna.journal", "--out", uri]  # fmt: skip
-        finishing = status(cluster, lambda s: s["conditions"][1]["reason"] == "Finishing")
-        assert wait_for(finishing, what="Finishing")["phase"] == "Running"
-
-        # The finish Job writes its outputs and exits 0.
-        (folder / "significance").mkdir()
-        sig = {"best_mean": 0.8, "default_mean": 0.2, "p_value": 0.03, "ci_low": 0.1,
-               "ci_high": 1.0, "significant": True, "sentence": "best beats default"}  # fmt: skip
-        (folder / "significance" / "significance.json").write_text(json.dumps(sig))
-        (folder / "optimization_results.json").write_text("{}")
-        (folder / "optimization_report.txt").write_text("report\n")
-        cluster.api("PATCH", f"{JOBS}/hpo-finish-4/status", {"status": DONE})
-        done = wait_for(status(cluster, lambda s: s["phase"] == "Succeeded"), what="Succeeded")
-        assert done["trials"] == {"running": 0, "completed": 4, "pruned": 0, "failed": 1}
-        assert done["bestTrial"] == 2 and done["bestValue"] == 0.9
-        assert done["significance"]["pValue"] == 0.03
-        assert done["reportUri"] == f"{uri}/optimization_report.txt"
-        assert conditions(done)["Ready"] == ("True", "StudySucceeded")
+        _the_finish_job_reports(cluster, folder)
         reasons = wait_for(
             lambda: (
                 [e[1] for e in cluster.events("hpo", "HPOStudy")]

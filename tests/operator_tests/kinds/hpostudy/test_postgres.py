@@ -11,12 +11,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import pwd
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +28,7 @@ from stevie_operator.local.launcher import LocalLauncher
 from stevie_operator.local.runner import run_resources
 from stevie_operator.registry import KINDS
 from stevie_trainer.hpo.study import open_study
+from support.postgres import postgres_database
 from support.specs import hpo_study
 
 PASSWORD = "s3cret-pw"
@@ -42,92 +39,11 @@ STUDY = yaml.safe_dump(
 )
 
 
-# --- a throwaway PostgreSQL cluster --------------------------------------------------------
-def _pg_bin() -> Path | None:
-    """The folder of initdb/pg_ctl: Debian's /usr/lib/postgresql/N/bin (newest), else PATH."""
-    found = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-        key=lambda p: int(p.parts[4]) if p.parts[4].isdigit() else 0,
-    )
-    if found:
-        return found[-1].parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb and shutil.which("pg_ctl") else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """postgresql://stevie:PASSWORD@127.0.0.1:PORT/stevie_hpo on a fresh cluster in a temp
-    folder (initdb, pg_ctl start; stopped and removed at the end). initdb and postgres refuse
-    to run as root: as root they run as the ``postgres`` user, which owns the folder."""
-    psycopg = pytest.importorskip(
-        "psycopg", reason="psycopg (the PostgreSQL driver, `dev` extra) is not installed"
-    )
-    bin_dir = _pg_bin()
-    if bin_dir is None:
-        pytest.skip(
-            "no PostgreSQL server binaries (initdb, pg_ctl): apt-get install postgresql "
-            "(.ci/run does)"
-        )
-    run_as: list[str] = []
-    owner: pwd.struct_passwd | None = None
-    if os.geteuid() == 0:
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no `postgres` user to run PostgreSQL as")
-        runuser = shutil.which("runuser")
-        if runuser is None:
-            pytest.skip("running as root and there is no runuser to run PostgreSQL as postgres")
-        run_as = [runuser, "-u", "postgres", "--"]
-
-    base = Path(tempfile.mkdtemp(prefix="stevie-pg-"))  # /tmp: reachable by postgres
-    data, log, pwfile = base / "data", base / "postgres.log", base / "pwfile"
-    pwfile.write_text(PASSWORD + "\n")
-    if owner is not None:
-        for path in (base, pwfile):
-            os.chown(path, owner.pw_uid, owner.pw_gid)
-
-    def pg(*args: str) -> None:
-        done = subprocess.run(
-            [*run_as, *args], capture_output=True, text=True, timeout=120, check=False
-        )
-        if done.returncode != 0:
-            logged = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-            raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout}{done.stderr}{logged}")
-
-    port = _free_port()
-    started = False
-    try:
-        pg(
-            str(bin_dir / "initdb"),
-            "-D", str(data), "-U", "stevie", f"--pwfile={pwfile}",
-            "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync",
-        )  # fmt: skip
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off"
-        pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start")
-        started = True
-        with psycopg.connect(
-            host="127.0.0.1",
-            port=port,
-            user="stevie",
-            password=PASSWORD,
-            dbname="postgres",
-            autocommit=True,
-        ) as conn:
-            conn.execute("CREATE DATABASE stevie_hpo")
-        yield f"postgresql://stevie:{PASSWORD}@127.0.0.1:{port}/stevie_hpo"
-    finally:
-        if started:
-            pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
-        shutil.rmtree(base, ignore_errors=True)
+    """A URL of a database on a throwaway PostgreSQL cluster (see :mod:`support.postgres`)."""
+    with postgres_database(PASSWORD) as url:
+        yield url
 
 
 # --- tests ---------------------------------------------------------------------------------

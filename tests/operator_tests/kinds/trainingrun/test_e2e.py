@@ -38,97 +38,90 @@ def handled(cluster: Cluster, name: str) -> bool:
     return handled_at(cluster, f"{TR}/{name}")
 
 
+def _created_job_and_pending(cluster: Cluster, created: dict[str, Any], run_dir: Path) -> None:
+    """The Job: owned by the run, the trainer command, the storage volume; then Pending."""
+    job = wait_for(lambda: cluster.api("GET", f"{JOBS}/quick-train"), what="the Job")
+    assert job["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "stevie.dev/v1alpha1",
+            "kind": "TrainingRun",
+            "name": "quick",
+            "uid": created["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["--spec-json", "$(STEVIE_SPEC)", "--out", run_dir.as_uri()]
+    spec_env = next(e["value"] for e in container["env"] if e["name"] == "STEVIE_SPEC")
+    assert json.loads(spec_env)["totalTimesteps"] == 20480
+    assert container["resources"]["requests"] == {"cpu": "2", "memory": "2Gi"}
+    status = wait_for(phase_is(cluster, "quick", "Pending"), what="Pending")
+    assert status["jobName"] == "quick-train"
+    assert status["observedGeneration"] == 1
+    assert conditions(status)["Progressing"] in (("True", "JobCreated"), ("True", "JobPending"))
+
+
+def _pod_runs_and_reports_progress(cluster: Cluster, run_dir: Path) -> None:
+    storage.write_text(
+        storage.join(run_dir.as_uri(), "progress.json"),
+        json.dumps({"timesteps": 10240, "total_timesteps": 20480, "stage": None}),
+    )
+    started = "2025-01-01T00:00:00Z"
+    cluster.api(
+        "PATCH", f"{JOBS}/quick-train/status", {"status": {"active": 1, "startTime": started}}
+    )
+    status = wait_for(phase_is(cluster, "quick", "Running"), what="Running")
+    assert status["progress"] == {"timesteps": 10240, "totalTimesteps": 20480, "percent": 50}
+    assert status["startTime"] == started
+
+
+def _trainer_writes_its_result_and_exits(cluster: Cluster, run_dir: Path) -> None:
+    result = {
+        "status": "succeeded",
+        "timesteps": 20480,
+        "validation": {"sharpe": 1.25, "sortino": 2.0, "total_return": 0.1, "trades": 7},
+        "test": {"agent": {"sharpe": 0.5, "max_drawdown": 0.2}, "random": {"sharpe": -1}},
+        "artifacts": {"model": run_dir.as_uri() + "/model.zip"},
+    }
+    storage.write_text(storage.join(run_dir.as_uri(), "result.json"), json.dumps(result))
+    done = "2025-01-01T01:00:00Z"
+    complete = {"active": None, "succeeded": 1, "completionTime": done,
+                "conditions": [{"type": "Complete", "status": "True"}]}  # fmt: skip
+    cluster.api("PATCH", f"{JOBS}/quick-train/status", {"status": complete})
+    status = wait_for(phase_is(cluster, "quick", "Succeeded"), what="Succeeded")
+    assert status["validation"] == {"sharpe": 1.25, "sortino": 2.0, "totalReturn": 0.1,
+                                    "trades": 7}  # fmt: skip
+    assert status["test"] == {"sharpe": 0.5, "maxDrawdown": 0.2}
+    assert status["artifacts"]["model"] == run_dir.as_uri() + "/model.zip"
+    assert status["progress"]["percent"] == 100
+    assert status["completionTime"] == done
+    assert conditions(status) == {
+        "Ready": ("True", "TrainingSucceeded"),
+        "Progressing": ("False", "TrainingSucceeded"),
+        "Degraded": ("False", "AsExpected"),
+        "Succeeded": ("True", "TrainingSucceeded"),
+        "Failed": ("False", "TrainingSucceeded"),
+    }
+
+
 def test_training_run_job_progress_success(cluster: Cluster, tmp_path: Path) -> None:
     run_dir = tmp_path / "data" / "default" / "trainingruns" / "quick"
     with operator() as runner:
         created = cluster.api("POST", TR, training_run("quick"))
-        job = wait_for(lambda: cluster.api("GET", f"{JOBS}/quick-train"), what="the Job")
-        # The Job: owned by the run, the trainer command, the storage volume.
-        assert job["metadata"]["ownerReferences"] == [
-            {
-                "apiVersion": "stevie.dev/v1alpha1",
-                "kind": "TrainingRun",
-                "name": "quick",
-                "uid": created["metadata"]["uid"],
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ]
-        pod = job["spec"]["template"]["spec"]
-        container = pod["containers"][0]
-        assert container["args"] == ["--spec-json", "$(STEVIE_SPEC)", "--out", run_dir.as_uri()]
-        spec_env = next(e["value"] for e in container["env"] if e["name"] == "STEVIE_SPEC")
-        assert json.loads(spec_env)["totalTimesteps"] == 20480
-        assert container["resources"]["requests"] == {"cpu": "2", "memory": "2Gi"}
-        status = wait_for(phase_is(cluster, "quick", "Pending"), what="Pending")
-        assert status["jobName"] == "quick-train"
-        assert status["observedGeneration"] == 1
-        assert conditions(status)["Progressing"] in (("True", "JobCreated"), ("True", "JobPending"))
-
-        # The pod runs and reports progress.
-        storage.write_text(
-            storage.join(run_dir.as_uri(), "progress.json"),
-            json.dumps({"timesteps": 10240, "total_timesteps": 20480, "stage": None}),
+        _created_job_and_pending(cluster, created, run_dir)
+        _pod_runs_and_reports_progress(cluster, run_dir)
+        _trainer_writes_its_result_and_exits(cluster, run_dir)
+        events = wait_for(
+            lambda: (
+                [e for e in cluster.events("quick") if e[1] == "TrainingSucceeded"]
+                and cluster.events("quick")
+            ),
+            what="events",
         )
-        started = "2025-01-01T00:00:00Z"
-        cluster.api(
-            "PATCH", f"{JOBS}/quick-train/status", {"status": {"active": 1, "startTime": started}}
-        )
-        status = wait_for(phase_is(cluster, "quick", "Running"), what="Running")
-        assert status["progress"] == {"timesteps": 10240, "totalTimesteps": 20480, "percent": 50}
-        assert status["startTime"] == started
-
-        # The trainer writes result.json and exits 0.
-        result = {
-            "status": "succeeded",
-            "timesteps": 20480,
-            "validation": {"sharpe": 1.25, "sortino": 2.0, "total_return": 0.1, "trades": 7},
-            "test": {"agent": {"sharpe": 0.5, "max_drawdown": 0.2}, "random": {"sharpe": -1}},
-            "artifacts": {"model": run_dir.as_uri() + "/model.zip"},
-        }
-        storage.write_text(storage.join(run_dir.as_uri(), "result.json"), json.dumps(result))
-        done = "2025-01-01T01:00:00Z"
-        cluster.api(
-            "PATCH",
-            f"{JOBS}/quick-train/status",
-            {
-                "status": {
-                    "active": None,
-                    "succeeded": 1,
-                    "completionTime": done,
-                    "conditions": [{"type": "Complete", "status": "True"}],
-                }
-            },
-        )
-        status = wait_for(phase_is(cluster, "quick", "Succeeded"), what="Succeeded")
-        assert status["validation"] == {
-            "sharpe": 1.25,
-            "sortino": 2.0,
-            "totalReturn": 0.1,
-            "trades": 7,
-        }
-        assert status["test"] == {"sharpe": 0.5, "maxDrawdown": 0.2}
-        assert status["artifacts"]["model"] == run_dir.as_uri() + "/model.zip"
-        assert status["progress"]["percent"] == 100
-        assert status["completionTime"] == done
-        assert conditions(status) == {
-            "Ready": ("True", "TrainingSucceeded"),
-            "Progressing": ("False", "TrainingSucceeded"),
-            "Degraded": ("False", "AsExpected"),
-            "Succeeded": ("True", "TrainingSucceeded"),
-            "Failed": ("False", "TrainingSucceeded"),
-        }
-        reasons = [
-            reason
-            for _, reason, _ in wait_for(
-                lambda: (
-                    [e for e in cluster.events("quick") if e[1] == "TrainingSucceeded"]
-                    and cluster.events("quick")
-                ),
-                what="events",
-            )
-        ]
-        assert reasons == ["JobCreated", "TrainingStarted", "TrainingSucceeded"]
+        assert [reason for _, reason, _ in events] == [
+            "JobCreated", "TrainingStarted", "TrainingSucceeded"
+        ]  # fmt: skip
         cluster.settle()
     assert runner.exception is None
     assert cluster.created("jobs/quick-train") == 1

@@ -1,0 +1,2 @@
+"""HPOStudy (``hpo``): an Optuna search, one Job per trial, then a finish Job
+(:class:`.controller.HPOStudyKind`)."""

@@ -1,0 +1,1 @@
+"""TrainingRun (``tr``): one agent trained by one Job (:class:`.controller.TrainingRunKind`)."""

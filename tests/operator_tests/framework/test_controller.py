@@ -1,0 +1,195 @@
+"""drive(): the one reconcile loop, with a small Kind and an in-memory API. The order of
+its steps (persist before create, patch, events), re-planning after persist, children that
+already exist, and objects that are gone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, ParamSpec, TypeVar
+
+from stevie_api.kinds import KINDS, KindInfo
+from stevie_operator.framework.children import Owned
+from stevie_operator.framework.config import OperatorConfig
+from stevie_operator.framework.controller import MAX_PASSES, drive
+from stevie_operator.framework.kind import Body, Context, Kind
+from stevie_operator.framework.kube import KubeAPI, object_path
+from stevie_operator.framework.metrics import KindMetrics, OperatorMetrics
+from stevie_operator.framework.plan import Child, Plan
+from stevie_operator.framework.pods import owner_labels
+from stevie_operator.framework.status import Event
+from stevie_operator.local.cluster import LocalCluster
+from stevie_operator.local.launcher import LocalLauncher
+
+P = ParamSpec("P")
+T = TypeVar("T")
+RUNS = object_path("stevie.dev/v1alpha1", "trainingruns", "default")
+JOBS = object_path("batch/v1", "jobs", "default")
+
+
+class Quiet(LocalLauncher):
+    """Jobs that never start (these tests are about the API calls)."""
+
+    def start(self, job: Any, secrets: Any, log: Any) -> None:
+        pass
+
+
+class Recorded(LocalCluster):
+    """The in-memory API, recording every write."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__(Quiet(), lambda job: None)
+        self.log = log
+
+    async def create(self, path: str, body: Any) -> dict[str, Any] | None:
+        created = await super().create(path, body)
+        self.log.append(f"create {body['metadata']['name']}" + ("" if created else " (409)"))
+        return created
+
+    async def merge_patch(self, path: str, patch: Any) -> dict[str, Any] | None:
+        self.log.append(f"patch {sorted(patch['status'])}")
+        return await super().merge_patch(path, patch)
+
+
+class Ctx(Context):
+    def __init__(self, api: Recorded) -> None:
+        super().__init__(OperatorConfig(), OperatorMetrics())
+        self._api = api
+        self.events: list[Event] = []
+
+    def api(self) -> KubeAPI:
+        return self._api
+
+    def post(self, body: Body, events: Iterable[Event]) -> None:
+        self.events.extend(events)
+
+    async def blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return fn(*args, **kwargs)
+
+
+@dataclass
+class Seen:
+    jobs: list[str]
+    saved: int
+
+
+@dataclass
+class Toy(Kind[Seen, int, KindMetrics]):
+    """Wants ``wanted`` Jobs; saves a counter before creating them; asks to be planned
+    again ``replans`` times after saving."""
+
+    info: ClassVar[KindInfo] = KINDS["TrainingRun"]
+    wanted: int = 2
+    replans: int = 0
+    log: list[str] = field(default_factory=list)
+    saved: int = 0
+    recorded: list[str | None] = field(default_factory=list)
+
+    async def observe(self, ctx: Context, body: Body, owned: Owned) -> Seen:
+        self.log.append("observe")
+        return Seen(sorted(owned.jobs), self.saved)
+
+    def plan(self, body: Body, observed: Seen, config: OperatorConfig) -> Plan[int]:
+        name = body["metadata"]["name"]
+        labels = owner_labels(self.name, name)
+        children = tuple(
+            Child(
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "metadata": {"name": job, "labels": labels},
+                },
+                Event("Normal", "Created", job),
+            )
+            for job in (f"{name}-j{i}" for i in range(self.wanted))
+            if job not in observed.jobs
+        )
+        phase = "Running" if children or observed.jobs else "Pending"
+        status = {"phase": phase, "message": f"saved {observed.saved}"}
+        return Plan(status, status, phase, (Event("Normal", "Planned", phase),), children, 1)
+
+    def persist(self, ctx: Context, observed: Seen, plan: Plan[int]) -> bool:
+        self.log.append("persist")
+        self.saved += plan.work or 0
+        again = self.replans > 0
+        self.replans -= 1
+        return again
+
+    def record(self, metrics: OperatorMetrics, own: KindMetrics, namespace: str, name: str,
+               plan: Plan[int], observed: Seen) -> None:  # fmt: skip
+        self.recorded.append(plan.phase)
+
+    def references(self, body: Body) -> set[tuple[str, str]]:
+        return {("HPOStudy", "other")}
+
+
+def world(**toy: Any) -> tuple[Toy, Ctx, list[str]]:
+    log: list[str] = []
+    api = Recorded(log)
+    api.add("stevie.dev/v1alpha1", "trainingruns", {"metadata": {"name": "run"}})
+    kind = Toy(log=log, **toy)
+    return kind, Ctx(api), log
+
+
+def test_persist_comes_before_creating_then_status_and_events() -> None:
+    kind, ctx, log = world()
+    plan = asyncio.run(drive(ctx, kind, "default", "run"))
+    assert plan is not None and plan.phase == "Running"
+    assert log == ["observe", "persist", "create run-j0", "create run-j1",
+                   "patch ['message', 'phase']"]  # fmt: skip
+    assert [e.reason for e in ctx.events] == ["Created", "Created", "Planned"]
+    assert kind.recorded == ["Running"]
+    assert ctx.references.referrers("HPOStudy", "default", "other") == [
+        ("TrainingRun", "default", "run")
+    ]
+    assert (
+        ctx.metrics.registry.get_sample_value(
+            "stevie_operator_resources", {"kind": "TrainingRun", "phase": "Running"}
+        )
+        == 1
+    )
+
+
+def test_a_persist_that_changed_the_world_is_observed_and_planned_again() -> None:
+    kind, ctx, log = world(replans=1)
+    plan = asyncio.run(drive(ctx, kind, "default", "run"))
+    assert log[:4] == ["observe", "persist", "observe", "persist"]
+    assert plan is not None and plan.status["message"] == "saved 1"  # the second plan's
+    kind, ctx, log = world(replans=100)
+    asyncio.run(drive(ctx, kind, "default", "run"))
+    assert log.count("persist") == MAX_PASSES  # bounded
+
+
+def test_children_that_exist_are_not_created_again_and_a_409_posts_no_event() -> None:
+    kind, ctx, log = world()
+    asyncio.run(drive(ctx, kind, "default", "run"))
+    log.clear()
+    ctx.events.clear()
+    asyncio.run(drive(ctx, kind, "default", "run"))
+    assert not any(entry.startswith("create") for entry in log)  # listed: none planned
+    # A Job of that name exists but is not listed as the run's (another owner's labels).
+    api = ctx.api()
+    assert isinstance(api, Recorded)
+    api.add("batch/v1", "jobs", {"metadata": {"name": "run-j2", "labels": {}}})
+    kind.wanted = 3
+    log.clear()
+    ctx.events.clear()
+    asyncio.run(drive(ctx, kind, "default", "run"))
+    assert "create run-j2 (409)" in log
+    assert [e.reason for e in ctx.events] == ["Planned"]
+
+
+def test_an_object_that_is_gone_or_being_deleted_is_not_reconciled() -> None:
+    kind, ctx, log = world()
+    assert asyncio.run(drive(ctx, kind, "default", "nobody")) is None
+    api = ctx.api()
+    assert isinstance(api, Recorded)
+    api.add(
+        "stevie.dev/v1alpha1",
+        "trainingruns",
+        {"metadata": {"name": "leaving", "deletionTimestamp": "2025-01-01T00:00:00Z"}},
+    )
+    assert asyncio.run(drive(ctx, kind, "default", "leaving")) is None
+    assert log == []
+    ctx.forget(kind, "default", "run")  # never seen: no error

@@ -1,0 +1,46 @@
+"""``stevie run``'s loop: what it refuses before running anything, and that it stops, with
+the operator's own status, when nothing runs and nothing can change."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stevie_api.loader import load_resources
+from stevie_operator.local.runner import run_file, run_resources
+from stevie_operator.registry import KINDS
+from support.specs import pbt_population
+
+
+def test_a_kind_it_cannot_run_runs_nothing(tmp_path: Path) -> None:
+    file = tmp_path / "both.yaml"
+    spec = {"members": [{"uri": "file:///m.zip"}]}
+    ensemble = {"apiVersion": "stevie.dev/v1alpha1", "kind": "Ensemble",
+                "metadata": {"name": "ens"}, "spec": spec}  # fmt: skip
+    file.write_text(yaml.safe_dump_all([pbt_population("first"), ensemble]))
+    with pytest.raises(ValueError, match="Ensemble/ens: `stevie run` runs TrainingRun, HPOStudy"):
+        run_file(file, tmp_path / "runs", KINDS)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_changed_population_is_degraded_as_on_a_cluster_and_the_run_stops(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "runs" / "default" / "pbtpopulations" / "pop"
+    folder.mkdir(parents=True)
+    old = pbt_population("pop", perturbationInterval=512)
+    (folder / "population-spec.json").write_text(json.dumps(old))
+    file = tmp_path / "pop.yaml"
+    file.write_text(yaml.safe_dump(pbt_population("pop")))
+    said: list[str] = []
+    (done,) = run_resources(load_resources(file), tmp_path / "runs", KINDS, say=said.append)
+    status = done["status"]
+    degraded = {c["type"]: c for c in status["conditions"]}["Degraded"]
+    assert (degraded["status"], degraded["reason"]) == ("True", "SpecChanged")
+    assert "only spec.parallelism may change" in status["message"]
+    assert any("SpecChanged" in line for line in said)
+    assert said[-1].endswith("nothing runs and nothing changes; stopping here")
+    assert not (folder / "members").exists() and not (folder / "population.json").exists()
