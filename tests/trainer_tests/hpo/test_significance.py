@@ -17,6 +17,7 @@ from stevie_trainer.hpo.significance import (
     run_significance,
     welch,
 )
+from support.specs import template
 
 
 def test_clear_improvement_is_significant() -> None:
@@ -72,18 +73,7 @@ def test_bootstrap_is_deterministic_and_covers_the_difference() -> None:
 def test_run_significance_retrains_both_configurations(tmp_path: Path) -> None:
     spec = HPOStudySpec.model_validate(
         {
-            "template": {
-                "data": {
-                    "uri": "pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv",
-                    "barsPerYear": 252,
-                },
-                "env": {"episodeLength": 200},
-                "ppo": {"nSteps": 64, "batchSize": 64, "nEpochs": 2},
-                "policy": {"netArch": [16, 16]},
-                "totalTimesteps": 1024,
-                "nEnvs": 4,
-                "evaluation": {"evalFreq": 512},
-            },
+            "template": template(),
             "searchSpace": {
                 "learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}
             },

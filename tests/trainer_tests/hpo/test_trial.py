@@ -26,21 +26,14 @@ from stevie_trainer.hpo.study import (
 )
 from stevie_trainer.hpo.trial import run_trial
 from support.paths import REPO
+from support.specs import template
 
 BUNDLED = "pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv"
 
 
 def hpo_doc(**overrides: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {
-        "template": {
-            "data": {"uri": BUNDLED, "barsPerYear": 252},
-            "env": {"episodeLength": 200},
-            "ppo": {"nSteps": 64, "batchSize": 64, "nEpochs": 2},
-            "policy": {"netArch": [16, 16]},
-            "totalTimesteps": 1024,
-            "nEnvs": 4,
-            "evaluation": {"evalFreq": 512},
-        },
+        "template": template(),
         "searchSpace": {
             "learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
             "clip_range": {"type": "float", "low": 0.1, "high": 0.4},

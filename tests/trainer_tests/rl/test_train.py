@@ -20,23 +20,15 @@ from stevie_trainer.data.ohlcv import load_ohlcv
 from stevie_trainer.env.prepare import prepare
 from stevie_trainer.rl.agent import SpecConflictError, check_batching
 from stevie_trainer.rl.train import RunConflictError, train
+from support.specs import template
 
 BUNDLED = "pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv"
 
 
 def tiny_spec(**overrides: Any) -> TrainingRunSpec:
-    doc: dict[str, Any] = {
-        "data": {"uri": BUNDLED, "barsPerYear": 252},
-        "env": {"episodeLength": 200},
-        "ppo": {"nSteps": 64, "batchSize": 64, "nEpochs": 2},
-        "policy": {"netArch": [16, 16]},
-        "totalTimesteps": 2048,
-        "nEnvs": 4,
-        "evaluation": {"evalFreq": 1024},
-        "checkpoint": {"intervalSteps": 1024},
-    }
-    doc.update(overrides)
-    return TrainingRunSpec.model_validate(doc)
+    base = {"totalTimesteps": 2048, "evaluation": {"evalFreq": 1024},
+            "checkpoint": {"intervalSteps": 1024}}  # fmt: skip
+    return TrainingRunSpec.model_validate(template(**(base | overrides)))
 
 
 @pytest.mark.slow

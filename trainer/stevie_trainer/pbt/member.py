@@ -36,7 +36,7 @@ from stevie_trainer.env.vec import VecTradingEnv
 from stevie_trainer.evaluation.baselines import make_baseline
 from stevie_trainer.evaluation.episode import run_policy
 from stevie_trainer.pbt.fitness import fitness, fitness_terms
-from stevie_trainer.rl.agent import AgentPolicy, save_model
+from stevie_trainer.rl.agent import AgentPolicy, save_model, validation_episode
 from stevie_trainer.rl.callbacks import ProgressCallback
 from stevie_trainer.rl.session import Session, open_session
 
@@ -73,7 +73,7 @@ def warm_up(spec: PBTPopulationSpec, name: str | None = None) -> None:
     kernels). Torch runs single-threaded here, so the fork copies no thread pool."""
     import torch
 
-    from stevie_trainer.rl.agent import AgentPolicy, build_model
+    from stevie_trainer.rl.agent import build_model
 
     torch.set_num_threads(1)
     prep = prepared_data(spec, name)
@@ -150,15 +150,7 @@ def _callbacks(
 
 def _validate(session: Session) -> dict[str, Any]:
     """The interval's model on the validation split (what its fitness scores)."""
-    prep = session.prepared
-    episode = run_policy(
-        prep.market,
-        session.spec.env,
-        prep.splits.validation,
-        AgentPolicy(session.model),
-        split_name="validation split",
-    )
-    return episode.performance().to_dict()
+    return validation_episode(session.prepared, session.model).performance().to_dict()
 
 
 def train_interval(

@@ -16,6 +16,8 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from stevie_api.training import TrainingRunSpec
 from stevie_trainer.env.kernel import Accounts
+from stevie_trainer.env.prepare import Prepared
+from stevie_trainer.evaluation.episode import Episode, run_policy
 from stevie_trainer.evaluation.fastpolicy import GreedyMLP
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "DQN": DQN}
@@ -177,3 +179,15 @@ class AgentPolicy:
                 x = layer(x)
             actions = x.argmax(dim=1).cpu().numpy()
         return np.asarray(actions, dtype=np.int64).reshape(accounts.n)
+
+
+def validation_episode(prepared: Prepared, model: BaseAlgorithm) -> Episode:
+    """The model's greedy actions over the validation split, in the simulator: the evidence
+    every model selection uses (best checkpoint, HPO objective, PBT fitness)."""
+    return run_policy(
+        prepared.market,
+        prepared.spec.env,
+        prepared.splits.validation,
+        AgentPolicy(model),
+        split_name="validation split",
+    )

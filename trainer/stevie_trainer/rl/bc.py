@@ -51,10 +51,8 @@ from stevie_trainer.rl.demonstrations import (
 
 __all__ = ["BCReport", "pretrain", "total_variation"]
 
-F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-B = npt.NDArray[np.bool_]
 
 
 @dataclass

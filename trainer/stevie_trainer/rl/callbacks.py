@@ -20,9 +20,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stevie_trainer.common.artifacts import RunStore, iso_now
 from stevie_trainer.common.telemetry import TrainerMetrics
 from stevie_trainer.env.prepare import Prepared
-from stevie_trainer.evaluation.episode import run_policy
 from stevie_trainer.evaluation.performance import Performance
-from stevie_trainer.rl.agent import AgentPolicy, save_model
+from stevie_trainer.rl.agent import save_model, validation_episode
 from stevie_trainer.rl.curriculum import Curriculum
 
 
@@ -116,15 +115,7 @@ class ValidationCallback(PeriodicCallback):
 
     def evaluate(self) -> Performance:
         self.last = self.num_timesteps
-        prep = self.prepared
-        episode = run_policy(
-            prep.market,
-            prep.spec.env,
-            prep.splits.validation,
-            AgentPolicy(self.model),
-            split_name="validation split",
-        )
-        perf = episode.performance()
+        perf = validation_episode(self.prepared, self.model).performance()
         metrics = perf.to_dict()
         self.state.evaluations.append({"timesteps": self.num_timesteps, **metrics})
         sharpe = perf.sharpe

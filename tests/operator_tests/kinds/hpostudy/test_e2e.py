@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 
 from stevie_trainer.hpo.study import open_storage
+from support.jobs import done, failed
 from support.kmock import (
     JOBS,
     Cluster,
@@ -32,22 +33,8 @@ STUDY = hpo_study(
     "hpo", maxFailedTrials=2, template=template(resources={"cpu": "1", "memory": "1Gi"})
 )
 STUDY["metadata"]["namespace"] = "default"
-FAILED = {
-    "failed": 1,
-    "conditions": [
-        {
-            "type": "Failed",
-            "status": "True",
-            "reason": "BackoffLimitExceeded",
-            "message": "Job has reached the backoff limit",
-        }
-    ],
-}
-DONE = {
-    "succeeded": 1,
-    "completionTime": "2025-01-01T02:00:00Z",
-    "conditions": [{"type": "Complete", "status": "True"}],
-}
+FAILED = failed()
+DONE = done()
 
 
 def job(cluster: Cluster, name: str) -> Callable[[], dict[str, Any] | None]:

@@ -25,25 +25,12 @@ from stevie_operator.kinds.hpostudy.reconcile import Observed, StudyChanges, rec
 from stevie_operator.kinds.hpostudy.view import StudyProblem
 from stevie_trainer.hpo.study import StudyConflictError, open_storage
 from support import specs as tiny_specs
+from support.jobs import done, failed
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 SPEC = tiny_specs.hpo_study(maxFailedTrials=1)["spec"]
-FAILED = {
-    "failed": 4,
-    "conditions": [
-        {
-            "type": "Failed",
-            "status": "True",
-            "reason": "BackoffLimitExceeded",
-            "message": "Job has reached the backoff limit",
-        }
-    ],
-}
-DONE = {
-    "succeeded": 1,
-    "completionTime": "2025-01-01T02:00:00Z",
-    "conditions": [{"type": "Complete", "status": "True"}],
-}
+FAILED = failed(pods=4)
+DONE = done()
 
 
 class World:

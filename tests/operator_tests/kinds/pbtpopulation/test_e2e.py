@@ -12,15 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from stevie_trainer.common import storage
+from support.jobs import done, failed
 from support.kmock import JOBS, Cluster, conditions, operator, wait_for
 from support.specs import pbt_population
 
 PBT = "/apis/stevie.dev/v1alpha1/namespaces/default/pbtpopulations"
-DONE = {"succeeded": 1, "startTime": "2025-01-01T00:00:00Z",
-        "completionTime": "2025-01-01T00:00:30Z",
-        "conditions": [{"type": "Complete", "status": "True"}]}  # fmt: skip
-OOM = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "OOMKilled"}
-FAILED = {"failed": 1, "conditions": [OOM]}
+DONE = done(completed="2025-01-01T00:00:30Z", started="2025-01-01T00:00:00Z")
+FAILED = failed(message="OOMKilled")
 FITNESS = {0: 0.4, 1: -0.3, 2: 0.1}
 
 
