@@ -24,6 +24,7 @@ from stevie_operator.framework.children import CHILD_TYPES, Owned
 from stevie_operator.framework.kind import Body, Context, Kind
 from stevie_operator.framework.kube import KubeAPI, object_path
 from stevie_operator.framework.plan import Plan
+from stevie_operator.framework.pods import KIND_LABEL, NAME_LABEL
 from stevie_operator.framework.resource import namespace_of
 
 __all__ = ["MAX_PASSES", "drive", "live_object", "owned_children"]
@@ -47,7 +48,7 @@ async def owned_children(
 ) -> Owned:
     """The children of one object, by type and name (found by their stevie.dev/kind and
     stevie.dev/name labels)."""
-    labels = {"stevie.dev/kind": kind.name, "stevie.dev/name": label_value(name)}
+    labels = {KIND_LABEL: kind.name, NAME_LABEL: label_value(name)}
     found = {}
     for child in kind.children:
         items = await api.list(object_path(child.api_version, child.plural, namespace), labels)

@@ -22,7 +22,10 @@ from stevie_api.training import TrainingRunSpec
 from stevie_operator.framework.config import OperatorConfig
 
 __all__ = [
+    "KIND_LABEL",
     "MANAGED_BY",
+    "NAME_LABEL",
+    "ROLE_LABEL",
     "TRAINER_METRICS_PORT",
     "Owner",
     "TrainerCommand",
@@ -31,6 +34,12 @@ __all__ = [
 ]
 
 MANAGED_BY = "stevie-operator"
+KIND_LABEL = "stevie.dev/kind"
+"""The owner's kind, on every child and its pods (children are listed by it)."""
+NAME_LABEL = "stevie.dev/name"
+"""The owner's name (fitted to a label value)."""
+ROLE_LABEL = "stevie.dev/role"
+"""What a child does for its owner: train, trial, interval, finish..."""
 TRAINER_UID = 65532  # "nonroot" in distroless-style images
 TRAINER_METRICS_PORT = 9090
 TMP_MOUNT = "/tmp"
@@ -85,8 +94,8 @@ def owner_labels(kind: str, name: str, labels: Mapping[str, str] | None = None) 
         "app.kubernetes.io/component": "trainer",
         "app.kubernetes.io/instance": value,
         "app.kubernetes.io/managed-by": MANAGED_BY,
-        "stevie.dev/kind": kind,
-        "stevie.dev/name": value,
+        KIND_LABEL: kind,
+        NAME_LABEL: value,
     }
 
 

@@ -23,7 +23,7 @@ from stevie_operator.framework.controller import drive
 from stevie_operator.framework.kind import Body, Context, Kind
 from stevie_operator.framework.kube import KubeAPI
 from stevie_operator.framework.metrics import OperatorMetrics
-from stevie_operator.framework.pods import MANAGED_BY
+from stevie_operator.framework.pods import KIND_LABEL, MANAGED_BY
 from stevie_operator.framework.status import TERMINAL, Event
 
 __all__ = ["OperatorContext", "context_of", "owner_name", "register_kind", "unfinished"]
@@ -120,7 +120,7 @@ def _watch_children(registry: kopf.OperatorRegistry, kind: Kind[Any, Any, Any]) 
         if owner is not None:
             await drive(context_of(memo), kind, namespace or "default", owner)
 
-    labels = {"app.kubernetes.io/managed-by": MANAGED_BY, "stevie.dev/kind": kind.name}
+    labels = {"app.kubernetes.io/managed-by": MANAGED_BY, KIND_LABEL: kind.name}
     for child in kind.children:
         kopf.on.event(
             child.group, child.version, child.plural, id=f"{kind.name}-{child.plural}",

@@ -30,6 +30,7 @@ from stevie_operator.framework.controller import drive
 from stevie_operator.framework.kind import Body, Context, Kind
 from stevie_operator.framework.kube import KubeAPI
 from stevie_operator.framework.metrics import OperatorMetrics
+from stevie_operator.framework.pods import KIND_LABEL, ROLE_LABEL
 from stevie_operator.framework.status import Event
 from stevie_operator.local.cluster import LocalCluster
 from stevie_operator.local.launcher import LocalLauncher
@@ -87,10 +88,10 @@ class _Logs:
 
     def __call__(self, job: Mapping[str, Any]) -> Path | None:
         labels = job["metadata"].get("labels") or {}
-        kind = self.kinds.get(labels.get("stevie.dev/kind", ""))
+        kind = self.kinds.get(labels.get(KIND_LABEL, ""))
         if kind is None:
             return None
-        if self.stream and labels.get("stevie.dev/role") not in kind.parallel_roles:
+        if self.stream and labels.get(ROLE_LABEL) not in kind.parallel_roles:
             return None
         owners: list[dict[str, Any]] = job["metadata"].get("ownerReferences") or [{}]
         owner = owners[0].get("name")

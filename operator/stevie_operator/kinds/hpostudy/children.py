@@ -23,7 +23,7 @@ from stevie_api.hpo import HPOStudy
 from stevie_api.kinds import KINDS
 from stevie_api.naming import child_name
 from stevie_operator.framework.config import OperatorConfig
-from stevie_operator.framework.pods import Owner, TrainerCommand, trainer_job
+from stevie_operator.framework.pods import ROLE_LABEL, Owner, TrainerCommand, trainer_job
 from stevie_trainer.common import storage
 from stevie_trainer.hpo import STORAGE_ENV
 from stevie_trainer.hpo.study import RDB_SCHEMES, journal_uri, trial_name
@@ -129,7 +129,7 @@ def trial_job(
         run_spec=study.spec.template,
         config=config,
         run=TrainerCommand("trial", [*args, "--out", out], out, _env(study, namespace, name, out)),
-        labels={"stevie.dev/role": "trial", "stevie.dev/trial": str(number)},
+        labels={ROLE_LABEL: "trial", "stevie.dev/trial": str(number)},
         annotations={"stevie.dev/trial-number": str(number)},
     )
 
@@ -149,5 +149,5 @@ def finish_job(
         run_spec=study.spec.template,
         config=config,
         run=TrainerCommand("hpo-finish", args, folder, env),
-        labels={"stevie.dev/role": "finish"},
+        labels={ROLE_LABEL: "finish"},
     )

@@ -22,7 +22,7 @@ from stevie_api.kinds import KINDS
 from stevie_api.naming import child_name
 from stevie_api.pbt import PBTPopulation
 from stevie_operator.framework.config import OperatorConfig
-from stevie_operator.framework.pods import Owner, TrainerCommand, trainer_job
+from stevie_operator.framework.pods import ROLE_LABEL, Owner, TrainerCommand, trainer_job
 from stevie_trainer.common import storage
 from stevie_trainer.pbt.state import Action
 
@@ -91,7 +91,7 @@ def interval_job(
         args += ["--init", action.init_checkpoint]
     out = interval_uri(pop_dir, action.member, action.interval)
     labels = {
-        "stevie.dev/role": "interval",
+        ROLE_LABEL: "interval",
         "stevie.dev/member": str(action.member),
         "stevie.dev/interval": str(action.interval),
     }
@@ -106,4 +106,4 @@ def finish_job(pop: PBTPopulation, namespace: str, config: OperatorConfig) -> di
     args += ["--state", storage.join(pop_dir, STATE_NAME), "--out", pop_dir]
     run = TrainerCommand("pbt-finish", args, pop_dir)
     name = finish_job_name(pop.metadata.name)
-    return _job(pop, namespace, name, run, config, {"stevie.dev/role": "finish"})
+    return _job(pop, namespace, name, run, config, {ROLE_LABEL: "finish"})

@@ -13,7 +13,7 @@ from stevie_api.kinds import KINDS
 from stevie_api.naming import child_name
 from stevie_api.training import TrainingRun
 from stevie_operator.framework.config import OperatorConfig
-from stevie_operator.framework.pods import Owner, TrainerCommand, trainer_job
+from stevie_operator.framework.pods import ROLE_LABEL, Owner, TrainerCommand, trainer_job
 from stevie_trainer.common import storage
 
 __all__ = ["job_name", "run_uri", "training_job"]
@@ -53,5 +53,5 @@ def training_job(run: TrainingRun, namespace: str, config: OperatorConfig) -> di
         run_spec=run.spec,
         config=config,
         run=command,
-        labels={"stevie.dev/role": "train"},
+        labels={ROLE_LABEL: "train"},
     )
