@@ -142,8 +142,9 @@ class LocalLauncher:
         local = {k: v for k, v in env.items() if k not in _POD_ONLY}
         if log is not None:
             log.parent.mkdir(parents=True, exist_ok=True)
+        forkable = self._forkable(job, argv)  # warms up first: not part of the Job's time
         process = Process(name, log, datetime.now(UTC))
-        if self._forkable(job, argv):
+        if forkable:
             process.forked = self._fork(argv[3:], local, log)
         else:
             process.popen = self._spawn(argv, local, log)
