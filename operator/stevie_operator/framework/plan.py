@@ -67,10 +67,6 @@ class Plan(Generic[W]):
         """Whether the resource reached Succeeded or Failed."""
         return self.phase in TERMINAL
 
-    def child(self, name: str) -> Child | None:
-        """The planned child of that name, if any."""
-        return next((c for c in self.children if c.name == name), None)
-
 
 @dataclass
 class Decision:

@@ -68,16 +68,16 @@ class _Logs:
     """Where a Job's output goes: children of a kind's parallel roles (all, with ``stream``
     off) write to ``<resource folder>/logs/<job>.log``; the others stream to this terminal."""
 
-    stream = True
-
     def __init__(
         self,
         kinds: Mapping[str, Kind[Any, Any, Any]],
         cluster: LocalCluster,
         data_dir: Path,
         config: OperatorConfig,
+        stream: bool,
     ) -> None:
         self.kinds, self.cluster, self.data_dir, self.config = kinds, cluster, data_dir, config
+        self.stream = stream
 
     def folder(self, kind: Kind[Any, Any, Any], body: Body) -> Path:
         meta = body["metadata"]
@@ -182,9 +182,7 @@ def run_resources(
     config = OperatorConfig(storage_uri=data_dir.resolve().as_uri())
     launcher = LocalLauncher(fork=fork)
     cluster = LocalCluster(launcher, lambda job: None)
-    logs = _Logs(kinds, cluster, data_dir.resolve(), config)
-    logs.stream = stream
-    cluster.log_place = logs
+    cluster.log_place = _Logs(kinds, cluster, data_dir.resolve(), config, stream)
     ctx = LocalContext(config, cluster, say)
     todo = _load(resources, kinds, cluster)
     loop = asyncio.new_event_loop()  # no asyncio SIGINT handler: Ctrl-C raises right away

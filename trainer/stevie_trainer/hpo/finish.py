@@ -1,6 +1,6 @@
 """``python -m stevie_trainer hpo-finish``: what a study does once every trial is finished.
 
-The operator runs it as the study's finish Job (``stevie run`` does the same in-process):
+The study's finish Job runs it, on a cluster and in ``stevie run`` alike:
 
 1. if spec.significance.enabled: the best configuration against the default one over fresh
    seeds, under ``<out>/significance/`` (``significance.json`` there);

@@ -175,10 +175,10 @@ class HPOStudyKind(Kind[Observed, StudyChanges, HPOStudyMetrics]):
     def describe(
         self, body: Body, config: OperatorConfig, secrets: Mapping[str, Mapping[str, str]]
     ) -> str:
-        folder = self.location(body, config)
         study = validate(body, HPOStudy)
         if isinstance(study, list):
-            return f"artifacts in {folder}"
+            return super().describe(body, config, secrets)
+        folder = study_uri(study, namespace_of(body), config)
         ref, key = study.spec.storage.url_secret_ref, study.spec.storage.url_secret_key
         where = journal_location(study, namespace_of(body), config)
         if ref:
