@@ -201,6 +201,38 @@ class EnvSpec(StevieModel):
         description="Slippage in basis points of the traded notional, charged like the fee: "
         "an order decided at bar t's close fills this much worse than bar t+1's open.",
     )
+    rebalance: Literal["never", "always", "drift"] = Field(
+        default="never",
+        description="Positions are held as units, so their weight drifts with the price until "
+        "the agent picks another target. never: hold the units; always: trade back to the "
+        "target weight at every bar's open; drift: trade back when the weight is more than "
+        "rebalanceDrift away from the target. Every rebalancing trade pays feeBps + "
+        "slippageBps on its notional.",
+    )
+    rebalance_drift: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="rebalance=drift: largest allowed |weight - target| (fraction of equity) "
+        "before a rebalancing trade.",
+    )
+    borrow_bps: float = Field(
+        default=500.0,
+        ge=0,
+        le=10000,
+        description="Cost of holding a short, in basis points a year of the short notional, "
+        "charged every bar (500 = 5%/year: between a stock's easy-to-borrow fee, ~30, and "
+        "crypto perpetual funding in a bull market, ~1000+).",
+    )
+    maintenance_margin: float = Field(
+        default=0.3,
+        ge=0,
+        lt=1,
+        description="A short is closed out (liquidated, and the episode ends) when equity "
+        "falls to this fraction of the short notional, at the open if the price gapped "
+        "there, else at the liquidation price when the bar's high reaches it (0.3 = FINRA "
+        "rule 4210's short maintenance for stocks; 0 = only when equity reaches zero).",
+    )
     reward: Literal["log_return", "differential_sharpe", "drawdown_penalized"] = Field(
         default="log_return",
         description="Reward: log_return (log return of equity, net of costs), "

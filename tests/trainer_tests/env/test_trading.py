@@ -122,49 +122,6 @@ def test_vec_env_matches_dummy_vec_env_of_single_envs(frame: pd.DataFrame, name:
     assert episodes >= 5 * n  # resets were exercised
 
 
-def reference_equity(
-    frame: pd.DataFrame, start: int, positions: list[float], cost_rate: float
-) -> list[float]:
-    """Plain-Python accounting, written independently of the kernel.
-
-    Decide at bar t's close, fill at bar t+1's open paying costs on the change, hold the new
-    position over bar t+1: equity marked at each close.
-    """
-    o = frame["open"].tolist()
-    c = frame["close"].tolist()
-    equity, held, out = 1.0, 0.0, [1.0]
-    for k, target in enumerate(positions):
-        t = start + k
-        equity *= 1.0 + held * (o[t + 1] / c[t] - 1.0)  # overnight gap, old position
-        equity *= 1.0 - abs(target - held) * cost_rate  # fees + slippage at the open
-        equity *= 1.0 + target * (c[t + 1] / o[t + 1] - 1.0)  # the bar, new position
-        held = target
-        out.append(equity)
-    return out
-
-
-def test_orders_fill_at_next_open_with_costs(frame: pd.DataFrame) -> None:
-    spec = EnvSpec(fee_bps=10, slippage_bps=5, positions=[-1.0, -0.5, 0.0, 0.5, 1.0])
-    market = MarketData.from_frame(frame, spec)
-    env = TradingEnv(market, spec, mode="eval")
-    env.reset(seed=0)
-    start = env.start_bar
-    rng = np.random.default_rng(3)
-    actions = rng.integers(0, 5, size=200)
-    equity = [1.0]
-    rewards = []
-    for a in actions:
-        _, r, _, _, info = env.step(a)
-        equity.append(info["equity"])
-        rewards.append(r)
-    targets = [spec.positions[a] for a in actions]
-    expected = reference_equity(frame, start, targets, 15e-4)
-    np.testing.assert_allclose(equity, expected, rtol=1e-12)
-    # log-return reward: scaled log growth of equity, net of costs
-    growth = np.log(np.asarray(expected[1:]) / np.asarray(expected[:-1])) * spec.reward_scale
-    np.testing.assert_allclose(rewards, growth, rtol=1e-5, atol=1e-6)
-
-
 def test_round_trip_at_constant_prices_costs_exactly_two_fills() -> None:
     n = 400
     flat = pd.DataFrame(

@@ -37,8 +37,7 @@ def test_greedy_actions_and_episodes_equal_sb3_predict(algorithm: str, activatio
     assert policy.mlp is not None  # Stevie's MLP policies take the compiled path
     obs_size = model.observation_space.shape[0]  # type: ignore[index]
     obs = np.random.default_rng(0).normal(size=(3000, obs_size)).astype(np.float32)
-    accounts = Accounts(1, VecTradingEnv(prep.train_market, prep.spec.env, 1).params,
-                        prep.market.open, prep.market.close, prep.market.observed)  # fmt: skip
+    accounts = Accounts(1, VecTradingEnv(prep.train_market, prep.spec.env, 1).params, prep.market)
     sb3, _ = model.predict(obs, deterministic=True)
     torch_path = np.concatenate([policy.act(o[None], accounts) for o in obs])
     compiled = np.array([policy.mlp.act(o) for o in obs])

@@ -187,12 +187,12 @@ def test_cloned_policy_trades_like_the_expert_on_validation(
     trades, it makes the expert's trade more often."""
     expert = ExpertPolicy(setup.market.features.indicators, EXPERT)
     bounds = setup.splits.validation
-    reference = run_policy(setup.market, SPEC, bounds, expert).positions
+    reference = run_policy(setup.market, SPEC, bounds, expert).targets
     scores: dict[str, dict[str, float]] = {}
     models = {"bc": cloned[0], "untrained": make_ppo(setup.market, setup.splits.train)}
     for label, model in models.items():
         policy = Agreement(model, expert)
-        positions = run_policy(setup.market, SPEC, bounds, policy).positions
+        positions = run_policy(setup.market, SPEC, bounds, policy).targets
         scores[label] = {
             "same_position": float(np.mean(positions == reference)),
             "same_action": policy.rate,

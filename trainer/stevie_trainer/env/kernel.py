@@ -4,26 +4,43 @@ One numba kernel steps any number of accounts over one price series, so the sing
 batched environment have identical semantics by construction (and a test checks it).
 
 Timing and costs (design.md section 4): the agent observes bar t after its close and picks a
-target position. The order fills at the OPEN of bar t+1. Over that step the equity moves by
+target position (a fraction of equity). The order fills at the OPEN of bar t+1.
 
-    g = 1 + p_old * (open[t+1] / close[t] - 1)       overnight / gap, old position
-    c = 1 - |p_new - p_old| * (fee + slippage)        costs on the traded fraction of equity
-    m = 1 + p_new * (close[t+1] / open[t+1] - 1)      the bar itself, new position
+Positions are held quantities (units): an account's weight w = units x price / equity drifts
+with the price until the agent picks another target (or the rebalance rule trades it back).
+Over one step, with k = fee + slippage per unit of notional, the equity moves by
 
-Positions are fractions of equity held (constant-weight rebalancing; p = 1 is exactly
-buy-and-hold). The equity never goes below BUST (then the episode terminates).
+    g = 1 + w * (open[t+1] / close[t] - 1)            overnight / gap, units held
+    w' = w * (open[t+1] / close[t]) / g               the weight at the open, before the fill
+    c = 1 - |w_fill - w'| * k                         costs on the notional traded at the open
+    m = 1 + w_fill * r - borrow * s * (1 + r)         the bar, r = close[t+1] / open[t+1] - 1
+
+where w_fill is the new target when the agent changed it (or the rebalance rule fires), else
+w' (nothing traded, nothing paid), and s = max(-w_fill, 0) is the short weight, whose
+notional pays ``borrow`` per bar. The fill is sized so that w_fill is the weight of the
+equity after its cost: a cash-and-units ledger with the fee charged on |w_fill - w'| x the
+equity at the open gives exactly these numbers (a test keeps such a ledger). p = 1 held is
+exactly buy-and-hold.
+
+Shorts and margin: a short is closed out, and the episode ends (terminated), when equity
+falls to ``maintenance_margin`` of the short notional: at the open (before the fill) when
+the price gapped there, else inside the bar at the liquidation price, when the bar's high
+reaches it: r_liq = (1 - mm * s) / (s * (1 + mm)). The close-out pays k on its notional.
+The equity never goes below BUST (then the episode terminates too).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numba
 import numpy as np
 import numpy.typing as npt
 
+from stevie_trainer.env import fastmath
 from stevie_trainer.env.fastmath import loaded, log
+from stevie_trainer.env.jitcache import depends_on
 
 SCHEME_TARGET = 0
 SCHEME_TRADE = 1
@@ -53,6 +70,9 @@ class SimParams:
     drawdown_penalty: float
     sharpe_eta: float
     window: int
+    rebalance_threshold: float = np.inf  # |weight - target| that triggers a rebalancing trade
+    borrow_rate: float = 0.0  # per year, on short notional
+    maintenance_margin: float = 0.0  # equity / short notional below which a short is closed
 
     @property
     def n_actions(self) -> int:
@@ -63,18 +83,28 @@ class SimParams:
 # must assume that any two arrays may overlap, so with many of them it reloads values and
 # gives up on reordering. Records with a compile-time stride (``i * NS + column``) let it
 # see that accounts never overlap; one record per account is also one cache line, not ten.
-# params  (scheme, levels, trade_size, lo, hi, cost_rate, reward, scale, dd_penalty, eta)
-# market  (bars, flat_features, n_features, window); bars is flat [T, 3] float64 holding per
-#         bar gap_ret (open[t] / close[t-1] - 1), bar_ret (close[t] / open[t] - 1) and open;
+# params  (scheme, levels, trade_size, lo, hi, cost_rate, reward, scale, dd_penalty, eta,
+#         rebalance_threshold, borrow per bar, maintenance_margin)
+# market  (bars, flat_features, n_features, window); bars is flat [T, 4] float64 holding per
+#         bar gap_ret (open[t] / close[t-1] - 1), bar_ret (close[t] / open[t] - 1), open and
+#         high_ret (high[t] / open[t] - 1);
 #         flat_features is [T, F] float32 flattened, plus ACCOUNT_FEATURES zeros of padding
 # acct    flat [N, NS] float64 records: see the column names below (prev_*: the equity and
 #         peak before the last step, for the reward pass)
 # clock   flat [N, 3] int64 records: BAR (t), END, BARS_IN
 # results (rewards, flags [3, N] bool: terminated, truncated, done; ledger); a ledger with no
 #         rows records nothing, an ``out`` with no rows observes nothing
-POS, EQUITY, PEAK, ENTRY_EQ, ENTRY_PX, DSR_A, DSR_B, PREV_EQ, PREV_PEAK = range(9)
-NS = 9
+# POS is the target the agent holds (its action state), WEIGHT the position's drifted weight.
+POS, EQUITY, PEAK, ENTRY_EQ, ENTRY_PX, DSR_A, DSR_B, PREV_EQ, PREV_PEAK, WEIGHT = range(10)
+NS = 10
 BAR, END, BARS_IN = range(3)
+NB = 4  # floats per bar in market[0]
+# Ledger columns, per step and account: the weight held over the gap, the weight held over
+# the bar (after the fill), the gap, cost and bar multipliers of equity, and the notional
+# traded (fill and any close-out) as a fraction of the equity at the step's start, and the
+# target held after the step (the agent's, or 0 after a close-out).
+L_OLD, L_NEW, L_GAP, L_COST, L_BAR, L_TRADED, L_TARGET = range(7)
+LEDGER_COLUMNS = 7
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -92,7 +122,7 @@ def _observe_one(dst: F32, market: Any, acct: F64, clock: I64, i: int) -> None:
     r = i * NS
     pos, equity, bars = acct[r + POS], acct[r + EQUITY], clock[i * 3 + BARS_IN]
     unreal = (equity / acct[r + ENTRY_EQ] - 1.0) * 10.0 if pos != 0.0 else 0.0
-    dst[k] = pos
+    dst[k] = min(max(acct[r + WEIGHT], -10.0), 10.0)
     dst[k + 1] = min(max(unreal, -10.0), 10.0)
     dst[k + 2] = bars / (bars + window)
     dst[k + 3] = max((equity / acct[r + PEAK] - 1.0) * 10.0, -10.0)
@@ -106,15 +136,16 @@ def _step_kernel(
 
     Returns how many accounts are done (terminated or truncated).
     """
-    scheme, levels, trade_size, lo, hi, cost_rate, reward, scale, dd_pen, eta = params
+    scheme, levels, trade_size, lo, hi, cost_rate, reward, scale, dd_pen, eta = params[:10]
+    threshold, borrow, mm = params[10:]
     bars = market[0]
     rewards, flags, ledger = results
     record = ledger.shape[0] > 0
     n = actions.shape[0]
     terminated, truncated, dones = flags[0], flags[1], flags[2]
     n_done = 0
-    # Pass 1: accounting and episode ends, with no calls and no jumps (selects only): actions
-    # are random, and mispredicted branches used to cost more than the arithmetic.
+    # Pass 1: accounting and episode ends, with no calls and few jumps (selects mostly):
+    # actions are random, and mispredicted branches used to cost more than the arithmetic.
     for i in range(n):
         r, q = i * NS, i * 3
         a = actions[i]
@@ -124,38 +155,60 @@ def _step_kernel(
         else:
             p_new = min(max(p_old + trade_size * ((a == 1) - (a == 2)), lo), hi)
         t1 = clock[q + BAR] + 1
-        g = 1.0 + p_old * bars[t1 * 3]
-        c = 1.0 - abs(p_new - p_old) * cost_rate
-        m = 1.0 + p_new * bars[t1 * 3 + 1]
+        b = t1 * NB
+        rg, rb, rh = bars[b], bars[b + 1], bars[b + 3]
+        # The gap moves the units held; a short whose equity no longer covers its margin at
+        # the open is closed out there, before any fill.
+        w = acct[r + WEIGHT]
+        g = 1.0 + w * rg
+        alive = g > BUST
+        w_open = w * (1.0 + rg) / g if alive else 0.0
+        called = (w_open * mm <= -1.0) | (not alive)
+        keep = (p_new == p_old) & (abs(w_open - p_new) <= threshold)
+        w_held = w_open if keep else p_new
+        w_fill = 0.0 if called else w_held
+        c = 1.0 - abs(w_fill - w_open) * cost_rate
+        # The bar: a short is liquidated where equity meets its maintenance margin.
+        short = max(-w_fill, 0.0)
+        r_liq = (1.0 - mm * short) / (short * (1.0 + mm)) if short > 0.0 else np.inf
+        liquidated = rh >= r_liq
+        rr = r_liq if liquidated else rb
+        out_notional = short * (1.0 + rr) if liquidated else 0.0
+        mb = 1.0 + w_fill * rr - borrow * short * (1.0 + rr) - out_notional * cost_rate
+        w_end = w_fill * (1.0 + rr) / mb if (mb > 0.0) & (not liquidated) else 0.0
         e0 = acct[r + EQUITY]
-        e1 = e0 * g * c * m
+        e1 = e0 * g * c * mb
         e1 = BUST if e1 <= BUST else e1
-        opened = (p_new != 0.0) & ((p_old == 0.0) | ((p_new > 0.0) != (p_old > 0.0)))
-        closed = p_new == 0.0
+        p_end = 0.0 if called | liquidated else p_new
+        opened = (p_end != 0.0) & ((p_old == 0.0) | ((p_end > 0.0) != (p_old > 0.0)))
+        closed = p_end == 0.0
         # Loads through ``loaded``, and BARS_IN by arithmetic: LLVM sank plain loads into the
         # one select arm that used them and then jumped around them, mispredicted on about
         # half of the (random) actions: this pass took 16 us instead of 11 at N=1024.
         entry_eq, entry_px = loaded(acct[r + ENTRY_EQ]), loaded(acct[r + ENTRY_PX])
-        open_px = loaded(bars[t1 * 3 + 2])
+        open_px = loaded(bars[b + 2])
         kept_eq = e1 if closed else entry_eq
         kept_px = np.nan if closed else entry_px
         acct[r + ENTRY_EQ] = e0 * g if opened else kept_eq
         acct[r + ENTRY_PX] = open_px if opened else kept_px
         clock[q + BARS_IN] = (clock[q + BARS_IN] + 1) * (1 - (opened | closed))
         if record:
-            ledger[i, 0] = p_old
-            ledger[i, 1] = p_new
-            ledger[i, 2] = g
-            ledger[i, 3] = c
-            ledger[i, 4] = m
+            ledger[i, L_OLD] = w
+            ledger[i, L_NEW] = w_fill
+            ledger[i, L_GAP] = g
+            ledger[i, L_COST] = c
+            ledger[i, L_BAR] = mb
+            ledger[i, L_TRADED] = (abs(w_fill - w_open) + out_notional * c) * g
+            ledger[i, L_TARGET] = p_end
         peak = acct[r + PEAK]
         acct[r + PREV_EQ] = e0
         acct[r + PREV_PEAK] = peak
         acct[r + EQUITY] = e1
         acct[r + PEAK] = max(peak, e1)
-        acct[r + POS] = p_new
+        acct[r + POS] = p_end
+        acct[r + WEIGHT] = w_end
         clock[q + BAR] = t1
-        bust = e1 <= BUST  # e1 was clamped to exactly BUST above
+        bust = (e1 <= BUST) | called | liquidated  # e1 was clamped to exactly BUST above
         at_end = t1 >= clock[q + END]
         terminated[i] = bust
         truncated[i] = at_end & (not bust)
@@ -223,32 +276,47 @@ def _reset_kernel(
         _obs_kernel(market, acct, clock, idx, out, idx)
 
 
+# The kernels inline fastmath's log and load pin: their caches go stale with fastmath.py.
+for _jitted in (_step_kernel, _obs_kernel, _reset_kernel):
+    depends_on(_jitted, fastmath)
+
+
+class Prices(Protocol):
+    """What the kernel reads of a market (MarketData has it)."""
+
+    @property
+    def open(self) -> F64: ...
+    @property
+    def high(self) -> F64: ...
+    @property
+    def close(self) -> F64: ...
+    @property
+    def observed(self) -> F32: ...
+    @property
+    def bars_per_year(self) -> float: ...
+
+
 class Accounts:
     """State of N trading accounts over one market; the engine of both environments."""
 
-    def __init__(
-        self,
-        n: int,
-        params: SimParams,
-        open_: F64,
-        close: F64,
-        features: F32,
-        *,
-        record: bool = True,
-    ) -> None:
-        """``features``: [T, F] float32, defined (no NaN) from the first observable bar on.
+    def __init__(self, n: int, params: SimParams, prices: Prices, *, record: bool = True) -> None:
+        """``prices.observed``: [T, F] float32 features, defined (no NaN) from the first
+        observable bar on.
 
         ``record``: keep each step's ledger row per account (evaluation needs it to rebuild
         trades; training does not).
         """
         self.n = n
         self.params = params
-        self.open = np.ascontiguousarray(open_, dtype=np.float64)
-        self.close = np.ascontiguousarray(close, dtype=np.float64)
-        bars = np.zeros((len(self.open), 3))
+        features = prices.observed
+        self.open = np.ascontiguousarray(prices.open, dtype=np.float64)
+        self.close = np.ascontiguousarray(prices.close, dtype=np.float64)
+        high = np.maximum(np.asarray(prices.high, dtype=np.float64), self.open)
+        bars = np.zeros((len(self.open), NB))
         bars[1:, 0] = self.open[1:] / self.close[:-1] - 1.0
         bars[:, 1] = self.close / self.open - 1.0
         bars[:, 2] = self.open
+        bars[:, 3] = high / self.open - 1.0
         self.n_features = features.shape[1]
         # Flat features, padded with ACCOUNT_FEATURES zeros (see _observe_one).
         self.flat_features = np.zeros(features.size + ACCOUNT_FEATURES, dtype=np.float32)
@@ -266,22 +334,27 @@ class Accounts:
             float(params.reward_scale),
             float(params.drawdown_penalty),
             float(params.sharpe_eta),
+            float(params.rebalance_threshold),
+            float(params.borrow_rate) / float(prices.bars_per_year),
+            float(params.maintenance_margin),
         )
         # The public per-account arrays are (strided) column views of the packed records.
         acct = np.zeros((n, NS))
         clock = np.zeros((n, 3), dtype=np.int64)
         self._acct, self._clock = acct.reshape(-1), clock.reshape(-1)
+        # pos: the target the agent holds (its action state); weight: what the position weighs
         self.pos, self.equity, self.peak = acct[:, POS], acct[:, EQUITY], acct[:, PEAK]
         self.entry_eq, self.entry_px = acct[:, ENTRY_EQ], acct[:, ENTRY_PX]
         self.dsr_a, self.dsr_b = acct[:, DSR_A], acct[:, DSR_B]
+        self.weight = acct[:, WEIGHT]
         self.t, self.end, self.bars_in = clock[:, BAR], clock[:, END], clock[:, BARS_IN]
         self._flags = np.zeros((3, n), dtype=bool)
         self.terminated, self.truncated, self.dones = self._flags
         self.rewards = np.zeros(n, dtype=np.float32)
         self.n_done = 0
         self._no_obs = np.empty((0, self.obs_size), dtype=np.float32)
-        # Per step and account: p_old, p_new, gap, cost and bar multipliers (see module doc).
-        self.ledger = np.zeros((n if record else 0, 5))
+        # Per step and account: the L_* columns (see LEDGER_COLUMNS).
+        self.ledger = np.zeros((n if record else 0, LEDGER_COLUMNS))
         self._results = (self.rewards, self._flags, self.ledger)
         self._all = np.arange(n, dtype=np.int64)
         self.reset(self._all, self.t.copy(), self.end.copy())

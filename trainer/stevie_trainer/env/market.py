@@ -47,6 +47,11 @@ def sim_params(spec: EnvSpec) -> SimParams:
         drawdown_penalty=spec.drawdown_penalty,
         sharpe_eta=spec.sharpe_eta,
         window=spec.window,
+        rebalance_threshold={"never": np.inf, "always": 0.0}.get(
+            spec.rebalance, spec.rebalance_drift
+        ),
+        borrow_rate=spec.borrow_bps / 1e4,
+        maintenance_margin=spec.maintenance_margin,
     )
 
 
@@ -57,6 +62,7 @@ class MarketData:
     name: str
     index: pd.DatetimeIndex
     open: npt.NDArray[np.float64]
+    high: npt.NDArray[np.float64]
     close: npt.NDArray[np.float64]
     features: FeatureSet
     observed: npt.NDArray[np.float32]  # [T, F] features with the warm-up zeroed (never observed)
@@ -80,6 +86,7 @@ class MarketData:
             name=name,
             index=index,
             open=frame["open"].to_numpy(dtype=np.float64),
+            high=frame["high"].to_numpy(dtype=np.float64),
             close=frame["close"].to_numpy(dtype=np.float64),
             features=feats,
             observed=np.nan_to_num(feats.values, nan=0.0),
@@ -148,6 +155,7 @@ def concat_markets(segments: list[MarketData], name: str) -> tuple[MarketData, l
         name=name,
         index=pd.DatetimeIndex(np.concatenate([s.index.to_numpy() for s in segments])),
         open=cat(lambda s: s.open),
+        high=cat(lambda s: s.high),
         close=cat(lambda s: s.close),
         features=features,
         observed=cat(lambda s: s.observed),

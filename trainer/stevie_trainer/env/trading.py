@@ -102,7 +102,7 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         self.mode: Mode = mode
         self.params: SimParams = sim_params(spec)
         self.planner = EpisodePlanner(market, self.bounds, mode, spec.episode_length, split_name)
-        self.accounts = Accounts(1, self.params, market.open, market.close, market.observed)
+        self.accounts = Accounts(1, self.params, market)
         self.action_space: gym.spaces.Discrete = gym.spaces.Discrete(self.params.n_actions)
         self.observation_space = cast(
             "gym.spaces.Space[npt.NDArray[np.float32]]", observation_space(self.accounts.obs_size)
@@ -142,7 +142,12 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
 
     def _info(self) -> dict[str, Any]:
         acc = self.accounts
-        return {"equity": float(acc.equity[0]), "position": float(acc.pos[0]), "bar": int(acc.t[0])}
+        return {
+            "equity": float(acc.equity[0]),
+            "position": float(acc.pos[0]),
+            "weight": float(acc.weight[0]),
+            "bar": int(acc.t[0]),
+        }
 
     # Read by expert policies and evaluation.
     @property
@@ -151,7 +156,13 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
 
     @property
     def position(self) -> float:
+        """The target position the agent holds (its last chosen level)."""
         return float(self.accounts.pos[0])
+
+    @property
+    def weight(self) -> float:
+        """The position's weight in equity now (it drifts with the price)."""
+        return float(self.accounts.weight[0])
 
     @property
     def entry_price(self) -> float:

@@ -56,9 +56,7 @@ class VecTradingEnv(VecEnv):
         self.params = sim_params(spec)
         self.bounds = bounds or (0, market.n_bars)
         self.planner = EpisodePlanner(market, self.bounds, mode, spec.episode_length, split_name)
-        self.accounts = Accounts(
-            n_envs, self.params, market.open, market.close, market.observed, record=False
-        )
+        self.accounts = Accounts(n_envs, self.params, market, record=False)
         self._rngs = [np.random.default_rng() for _ in range(n_envs)]
         self._actions = np.zeros(n_envs, dtype=np.int64)
         self.render_mode = None

@@ -9,17 +9,23 @@ import numpy.typing as npt
 import pandas as pd
 
 from stevie_api.market import EnvSpec
-from stevie_trainer.env.kernel import Accounts
+from stevie_trainer.env.kernel import (
+    L_BAR,
+    L_COST,
+    L_GAP,
+    L_NEW,
+    L_OLD,
+    L_TARGET,
+    L_TRADED,
+    LEDGER_COLUMNS,
+    Accounts,
+)
 from stevie_trainer.env.market import Bounds, MarketData, sim_params
 from stevie_trainer.evaluation.baselines import Policy
 from stevie_trainer.evaluation.fastpolicy import GreedyMLP, run_episode
 from stevie_trainer.evaluation.performance import Performance, performance
 
 F64 = npt.NDArray[np.float64]
-
-# Columns of a ledger row (see stevie_trainer.env.kernel): position before and after the fill,
-# and the gap, cost and bar multipliers of equity.
-P_OLD, P_NEW, GAP, COST, BAR = range(5)
 
 
 @dataclass(frozen=True)
@@ -29,13 +35,23 @@ class Episode:
     policy: str
     timestamps: pd.DatetimeIndex  # bar of each equity point (first = decision bar)
     equity: F64  # starts at 1.0
-    ledger: F64  # [steps, 5]
+    ledger: F64  # [steps, LEDGER_COLUMNS] (see stevie_trainer.env.kernel)
     bars_per_year: float
 
     @property
     def positions(self) -> F64:
-        """Position held over each step's bar (after its fill)."""
-        return self.ledger[:, P_NEW]
+        """Weight of the position held over each step's bar (after its fill)."""
+        return self.ledger[:, L_NEW]
+
+    @property
+    def targets(self) -> F64:
+        """The target position held after each step (what the policy chose)."""
+        return self.ledger[:, L_TARGET]
+
+    @property
+    def traded(self) -> F64:
+        """Notional traded at each step, as a fraction of the equity before it."""
+        return self.ledger[:, L_TRADED]
 
     @property
     def trade_returns(self) -> F64:
@@ -62,7 +78,7 @@ def round_trips(ledger: F64) -> F64:
     trades: list[float] = []
     log_acc = 0.0
     open_sign = 0.0
-    for p_old, p_new, gap, cost, bar in ledger:
+    for p_old, p_new, gap, cost, bar in ledger[:, [L_OLD, L_NEW, L_GAP, L_COST, L_BAR]]:
         s_old, s_new = np.sign(p_old), np.sign(p_new)
         if s_old != 0:
             log_acc += np.log(gap)
@@ -95,7 +111,7 @@ def run_policy(
 ) -> Episode:
     """One deterministic pass of ``policy`` over ``bounds`` (decide at close, fill next open)."""
     first, last = market.tradable(bounds, split_name)
-    acc = Accounts(1, sim_params(spec), market.open, market.close, market.observed)
+    acc = Accounts(1, sim_params(spec), market)
     acc.reset(np.zeros(1, dtype=np.int64), np.array([first]), np.array([last]))
     steps = last - first
     mlp = getattr(policy, "mlp", None)
@@ -116,7 +132,7 @@ def _python_episode(policy: Policy, acc: Accounts, steps: int) -> tuple[F64, F64
     """Step account 0 with ``policy.act`` until ``steps`` or termination (see run_episode)."""
     equity = np.empty(steps + 1)
     equity[0] = 1.0
-    ledger = np.empty((steps, 5))
+    ledger = np.empty((steps, LEDGER_COLUMNS))
     done_at = steps
     for k in range(steps):
         acc.step(policy.act(acc.observe(), acc))

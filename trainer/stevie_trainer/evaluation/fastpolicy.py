@@ -21,7 +21,9 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from stevie_trainer.env.kernel import EQUITY, Accounts, _step_kernel
+from stevie_trainer.env import fastmath, kernel
+from stevie_trainer.env.jitcache import depends_on
+from stevie_trainer.env.kernel import EQUITY, LEDGER_COLUMNS, Accounts, _step_kernel
 
 __all__ = ["ACTIVATIONS", "GreedyMLP", "run_episode"]
 
@@ -118,12 +120,16 @@ def _episode(
     return steps
 
 
+# _episode inlines the sim kernel (and _argmax): its cache goes stale with kernel.py.
+depends_on(_episode, kernel, fastmath)
+
+
 def run_episode(mlp: GreedyMLP, acc: Accounts, steps: int) -> tuple[F64, F64, int]:
     """Run account 0 of ``acc`` (just reset) for up to ``steps`` steps: (equity [steps + 1],
-    ledger [steps, 5], steps taken)."""
+    ledger [steps, LEDGER_COLUMNS], steps taken)."""
     equity = np.empty(steps + 1)
     equity[0] = 1.0
-    ledger = np.empty((steps, 5))
+    ledger = np.empty((steps, LEDGER_COLUMNS))
     obs = acc.observe()
     done = _episode(
         mlp.weights,

@@ -1,0 +1,75 @@
+"""An account as a broker books it, in plain Python, written independently of the simulator.
+
+The ledger knows nothing of weights or equity multipliers: it holds cash and units, marks
+them at prices, pays the fee on the notional of each order, charges borrow on the short
+notional at each close, and closes a short out where its equity meets the maintenance
+margin. The simulator's tests (and bench/position_accounting.py) hold the kernel to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Ledger"]
+
+
+@dataclass
+class Ledger:
+    """One account as a broker books it: cash, units, and the target the trader last set."""
+
+    cost: float  # fee + slippage per unit of notional
+    borrow_per_bar: float  # on short notional, at each close
+    margin: float  # maintenance: equity >= margin x short notional
+    rebalance: str = "never"
+    drift: float = 0.05
+    cash: float = 1.0
+    units: float = 0.0
+    target: float = 0.0
+    closed_out: bool = False
+
+    def equity(self, price: float) -> float:
+        return self.cash + self.units * price
+
+    def _order(self, units: float, price: float) -> None:
+        """Buy ``units`` (sell if negative) at ``price``; the fee is paid from cash."""
+        self.cash -= units * price + self.cost * abs(units) * price
+        self.units += units
+
+    def _close_out(self, price: float) -> None:
+        self._order(-self.units, price)
+        self.closed_out, self.target = True, 0.0
+
+    def _wants_trade(self, target: float, weight: float) -> bool:
+        if target != self.target:
+            return True
+        if self.rebalance == "always":
+            return weight != target
+        return self.rebalance == "drift" and abs(weight - target) > self.drift
+
+    def step(self, target: float, open_: float, high: float, close: float) -> float:
+        """Decide ``target`` at the last close; fill at ``open_``; equity at ``close``."""
+        equity = self.equity(open_)
+        short_notional = -self.units * open_
+        if equity <= 0.0:
+            self.closed_out = True
+            return equity
+        if short_notional > 0.0 and equity <= self.margin * short_notional:
+            self._close_out(open_)  # the gap went past the margin: out at the open
+            return self.cash
+        weight = self.units * open_ / equity
+        if self._wants_trade(target, weight):
+            # Size the order so that after its fee the position is ``target`` of equity:
+            # fee = cost x |target x equity - value held| (the notional the order is for).
+            fee = self.cost * abs(target * equity - self.units * open_)
+            new_units = target * (equity - fee) / open_
+            self.cash -= (new_units - self.units) * open_ + fee
+            self.units, self.target = new_units, target
+        if self.units < 0.0:
+            # Equity meets the margin where cash + units x P = margin x (-units) x P.
+            liquidation = self.cash / (-self.units * (1.0 + self.margin))
+            if high >= liquidation:
+                self.cash -= self.borrow_per_bar * -self.units * liquidation
+                self._close_out(liquidation)
+                return self.cash
+            self.cash -= self.borrow_per_bar * -self.units * close
+        return self.equity(close)
