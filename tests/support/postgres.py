@@ -1,6 +1,7 @@
 """A throwaway PostgreSQL cluster for tests, from the server binaries (Debian's
 ``postgresql`` package: .ci/run installs it). Tests that want it skip, saying why, when the
-binaries, the psycopg driver or a user to run it as are missing."""
+binaries, the psycopg driver or a user to run it as are missing; with ``STEVIE_REQUIRE_POSTGRES``
+set (.ci/run sets it) they fail instead, so the RDB tests cannot vanish from a green CI."""
 
 from __future__ import annotations
 
@@ -13,10 +14,20 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
-__all__ = ["postgres_database"]
+__all__ = ["REQUIRE_ENV", "postgres_database", "unavailable"]
+
+REQUIRE_ENV = "STEVIE_REQUIRE_POSTGRES"
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip the test, saying why; a failure when ``$STEVIE_REQUIRE_POSTGRES`` is set."""
+    if os.environ.get(REQUIRE_ENV):
+        pytest.fail(f"PostgreSQL is required (${REQUIRE_ENV} is set) but {reason}")
+    pytest.skip(reason)
 
 
 def _pg_bin() -> Path | None:
@@ -45,10 +56,10 @@ def _run_as() -> tuple[list[str], pwd.struct_passwd | None]:
     try:
         owner = pwd.getpwnam("postgres")
     except KeyError:
-        pytest.skip("running as root and there is no `postgres` user to run PostgreSQL as")
+        unavailable("running as root and there is no `postgres` user to run PostgreSQL as")
     runuser = shutil.which("runuser")
     if runuser is None:
-        pytest.skip("running as root and there is no runuser to run PostgreSQL as postgres")
+        unavailable("running as root and there is no runuser to run PostgreSQL as postgres")
     return [runuser, "-u", "postgres", "--"], owner
 
 
@@ -90,12 +101,14 @@ class _Cluster:
 def postgres_database(password: str) -> Iterator[str]:
     """``postgresql://stevie:PASSWORD@127.0.0.1:PORT/stevie_hpo`` on a fresh cluster in a
     temp folder (initdb, pg_ctl start; stopped and removed at the end)."""
-    psycopg = pytest.importorskip(
-        "psycopg", reason="psycopg (the PostgreSQL driver, `dev` extra) is not installed"
-    )
+    psycopg: Any
+    try:
+        import psycopg
+    except ImportError:
+        unavailable("psycopg (the PostgreSQL driver, `dev` extra) is not installed")
     bin_dir = _pg_bin()
     if bin_dir is None:
-        pytest.skip(
+        unavailable(
             "no PostgreSQL server binaries (initdb, pg_ctl): apt-get install postgresql "
             "(.ci/run does)"
         )

@@ -50,6 +50,7 @@ class FakeSignificance:
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
+        self.seeds = ([1.0, 1.2], [0.1, 0.2])  # (best, default) per seed: a clear win
 
     def __call__(
         self, spec: HPOStudySpec, params: dict[str, Any], out: str, *, log: Any = None
@@ -57,7 +58,7 @@ class FakeSignificance:
         self.calls.append(params)
         store = RunStore(out)
         store.write_json("best/seed-0/result.json", {"params": params})
-        comparison = compare([1.0, 1.2], [0.1, 0.2], confidence=spec.significance.confidence)
+        comparison = compare(*self.seeds, confidence=spec.significance.confidence)
         store.write_json("significance.json", comparison.to_dict() | {"best_params": params})
         return comparison
 
@@ -69,16 +70,29 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeSignificance:
     return stand_in
 
 
+@pytest.mark.parametrize(
+    ("best", "default", "verdict"),
+    [
+        ([1.0, 1.2], [0.1, 0.2], "significant"),
+        ([0.5, 0.6], [0.55, 0.5], "not significant"),  # better on average, within the noise
+        ([0.1, 0.2], [1.0, 1.2], "not significant"),  # clearly worse is not a win either
+    ],
+)
 def test_finish_runs_significance_once_then_reuses_it(
-    tmp_path: Path, fake: FakeSignificance
+    tmp_path: Path, fake: FakeSignificance, best: list[float], default: list[float], verdict: str
 ) -> None:
+    fake.seeds = (best, default)
     spec, journal = study_with(tmp_path, [0.2, 0.8])
     out = tmp_path / "study"
     uris = finish_study(spec, "demo", journal, str(out), log=lambda _: None)
     assert len(fake.calls) == 1 and set(fake.calls[0]) == {"gamma"}
     results = json.loads(Path(uris["optimization_results.json"]).read_text())
     assert results["significance"]["best_params"] == fake.calls[0]
-    assert "significant" in (out / "optimization_report.txt").read_text()
+    assert results["significance"]["significant"] is (verdict == "significant")
+    report = (out / "optimization_report.txt").read_text()
+    sentence = results["significance"]["sentence"]
+    assert sentence.endswith(f"Welch p = {results['significance']['p_value']:.3g}: {verdict}")
+    assert sentence in report
     assert (out / "significance" / "significance.json").is_file()
     # A retried pod (or a second run): the report again, no re-training.
     finish_study(spec, "demo", journal, str(out), log=lambda _: None)

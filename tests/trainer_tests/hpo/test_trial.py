@@ -9,12 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from stevie_api.hpo import HPOStudySpec, TrialCounts
+from stevie_trainer.env.kernel import Accounts
+from stevie_trainer.env.prepare import prepare
 from stevie_trainer.hpo.report import pruning_savings
 from stevie_trainer.hpo.study import (
     ask_count,
@@ -51,13 +54,33 @@ def quiet(_: str) -> None:
     pass
 
 
-def test_trial_trains_each_seed_and_reports_the_mean(tmp_path: Path) -> None:
+class EpisodeEnds:
+    """Records the last bar of every episode any simulator account starts."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.ends: list[int] = []
+        original = Accounts.reset
+
+        def reset(acc: Accounts, idx: Any, starts: Any, ends: Any, out: Any = None) -> None:
+            self.ends.extend(int(e) for e in np.asarray(ends).reshape(-1))
+            original(acc, idx, starts, ends, out)
+
+        monkeypatch.setattr(Accounts, "reset", reset)
+
+
+def test_trial_trains_each_seed_and_reports_the_mean(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec = HPOStudySpec.model_validate(hpo_doc(seedsPerTrial=2, pruner="none"))
     journal = str(tmp_path / "optuna.journal")
     study = open_study(spec, "s", journal)
     (asked,) = ask_trials(study, spec, 1, "s")
     out = tmp_path / asked.name
+    episodes = EpisodeEnds(monkeypatch)
     trial = run_trial(spec, "s", journal, asked.number, str(out), log=quiet)
+    # No account ever stepped a bar of the test split: training and validation only.
+    test_start = prepare(spec.template).splits.test[0]
+    assert len(episodes.ends) > 10 and max(episodes.ends) < test_start
     assert trial.state == TrialState.COMPLETE
     # Evaluations at 512 and 1024 timesteps per seed; steps continue across seeds.
     assert sorted(trial.intermediate_values) == [512, 1024, 1536, 2048]
@@ -68,7 +91,7 @@ def test_trial_trains_each_seed_and_reports_the_mean(tmp_path: Path) -> None:
         seed = json.loads((out / f"seed-{k}" / "result.json").read_text())
         assert seed["seed"] == k and seed["status"] == "succeeded"
         assert (out / f"seed-{k}" / "model.zip").is_file()
-        assert "test" not in seed  # never evaluated on test
+        assert "test" not in seed  # and none reported
     doc = json.loads((out / "trial.json").read_text())
     assert doc["state"] == "COMPLETE" and doc["params"] == asked.params
     # Running it again (a retried pod) changes nothing.

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stevie_api.common import ParamSpec, ParamValue
+from stevie_trainer.pbt import evolution
 from stevie_trainer.pbt.evolution import (
     explore,
     initial_hyperparameters,
@@ -254,11 +255,27 @@ def test_parallelism_is_never_exceeded(mode: str, parallelism: int) -> None:
     assert len(set(names)) == 40 and "demo-m7-i4" in names
 
 
-def test_pbt_improves_on_the_initial_population() -> None:
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_pbt_beats_the_same_population_with_exploitation_off(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same seed, same members, same toy fitness (which also rises with the interval): with
+    exploit/explore the population ends better than with every member left alone."""
     spec = make_spec(populationSize=8, parallelism=4, stopping={"maxIntervals": 12})
-    pop, _, _ = simulate(spec, 11)
-    first = max(m.fitness_history[0] for m in pop.members)
-    assert max(m.fitness_history[-1] for m in pop.members) > first
+    pbt, _, _ = simulate(spec, seed)
+    with monkeypatch.context() as patch:
+        patch.setattr(evolution, "quantile_size", lambda ranked, fraction: 0)
+        alone, _, _ = simulate(spec, seed)
+    assert not alone.events and len(pbt.events) >= 12
+    assert [m.fitness_history[0] for m in pbt.members] == [
+        m.fitness_history[0] for m in alone.members
+    ]
+    final_pbt = [m.fitness_history[-1] for m in pbt.members]
+    final_alone = [m.fitness_history[-1] for m in alone.members]
+    # The best member may have been best from the start (then it never exploits); the
+    # population as a whole moves up to it.
+    assert max(final_pbt) >= max(final_alone)
+    assert np.median(final_pbt) > np.median(final_alone) + 0.3
 
 
 # --------------------------------------------------------------------------- failures

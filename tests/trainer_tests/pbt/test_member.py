@@ -15,12 +15,14 @@ from stevie_api.common import ParamValue
 from stevie_api.pbt import PBTPopulationSpec
 from stevie_api.training import TrainingRunSpec
 from stevie_trainer.common import storage
+from stevie_trainer.env.prepare import prepare
+from stevie_trainer.evaluation.episode import run_policy
 from stevie_trainer.pbt.evolution import new_population, record_result
 from stevie_trainer.pbt.finish import finish_population, overhead
 from stevie_trainer.pbt.fitness import fitness
 from stevie_trainer.pbt.member import interval_spec, member_seed, train_interval
 from stevie_trainer.pbt.state import LineageEvent
-from stevie_trainer.rl.agent import continuation_overrides, load_model
+from stevie_trainer.rl.agent import AgentPolicy, continuation_overrides, load_model
 from support.specs import pbt_population, template
 
 First = tuple[PBTPopulationSpec, str, dict[str, Any]]
@@ -164,4 +166,14 @@ def test_finish_writes_summary_lineage_plots_and_the_best_members_test(
     lineage = json.loads((tmp_path / "pop/lineage.json").read_text())
     assert lineage["exploits"][0]["copied_from"] == 0
     assert len(doc["intervals"]) == 2 and doc["overhead"]["member_wall_seconds"] == 5.0
-    assert doc["best"]["test"]["best member"]["trades"] >= 0
+    # The reported test figures are those of the copied model, evaluated here on its own.
+    run_spec = interval_spec(spec, 0, 0, pop.members[0].hyperparameters)
+    model = load_model(run_spec, (tmp_path / "pop/best/model.zip").read_bytes())
+    prepared = prepare(run_spec)
+    episode = run_policy(
+        prepared.market, run_spec.env, prepared.splits.test, AgentPolicy(model), split_name="t"
+    )
+    reported = doc["best"]["test"]["best member"]
+    assert reported["trades"] == len(episode.trade_returns)
+    assert reported["total_return"] == pytest.approx(episode.equity[-1] - 1.0, rel=1e-9)
+    assert reported == pytest.approx(episode.performance().to_dict(), rel=1e-9, nan_ok=True)

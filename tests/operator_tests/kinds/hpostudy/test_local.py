@@ -12,6 +12,7 @@ import optuna
 import pytest
 import yaml
 
+from stevie_trainer.hpo.significance import compare
 from stevie_trainer.hpo.study import open_storage
 from support.specs import hpo_study
 
@@ -44,8 +45,14 @@ def test_hpo_study_runs_locally_with_parallel_trials_and_reports(tmp_path: Path)
         "learning_rate",
         "gamma",
     }
-    assert "significant" in status["significance"]
     study_dir = data / "default" / "hpostudies" / "tiny-hpo"
+    # The verdict in the status is the one the seeds' own numbers give.
+    seeds = json.loads((study_dir / "significance" / "significance.json").read_text())
+    assert len(seeds["best"]) == len(seeds["default"]) == 2
+    verdict = compare(seeds["best"], seeds["default"], confidence=seeds["confidence"])
+    assert status["significance"]["significant"] is verdict.significant
+    assert status["significance"]["bestMean"] == pytest.approx(verdict.best_mean)
+    assert verdict.sentence() in done.stdout
     results = json.loads((study_dir / "optimization_results.json").read_text())
     assert len(results["trials"]) == 4
     for name in (

@@ -2,7 +2,8 @@
 
 A throwaway PostgreSQL cluster is started from the server binaries (Debian's ``postgresql``
 package: .ci/run installs it) for the session; the tests skip, saying why, when the binaries
-or the psycopg driver are missing. SQLAlchemy 2.1 (Optuna's RDBStorage) opens a bare
+or the psycopg driver are missing (and fail instead where $STEVIE_REQUIRE_POSTGRES is set, as
+in CI). SQLAlchemy 2.1 (Optuna's RDBStorage) opens a bare
 ``postgresql://`` URL with psycopg 3, so that is the driver the ``dev`` extra installs.
 """
 
@@ -28,7 +29,7 @@ from stevie_operator.local.launcher import LocalLauncher
 from stevie_operator.local.runner import run_resources
 from stevie_operator.registry import KINDS
 from stevie_trainer.hpo.study import open_study
-from support.postgres import postgres_database
+from support.postgres import REQUIRE_ENV, postgres_database, unavailable
 from support.specs import hpo_study
 
 PASSWORD = "s3cret-pw"
@@ -47,6 +48,17 @@ def postgres_url() -> Iterator[str]:
 
 
 # --- tests ---------------------------------------------------------------------------------
+def test_missing_postgres_skips_for_a_developer_and_fails_in_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(REQUIRE_ENV, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no initdb"):
+        unavailable("no initdb")
+    monkeypatch.setenv(REQUIRE_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match=f"required \\(\\${REQUIRE_ENV} is set\\)"):
+        unavailable("no initdb")
+
+
 def _study_file(tmp_path: Path) -> Path:
     file = tmp_path / "study.yaml"
     file.write_text(STUDY)
