@@ -1,5 +1,5 @@
 """Fixtures of every test: real market data (shared or bundled) and a real S3 server on
-loopback (moto's server mode)."""
+loopback (moto's server mode), and tiny trained ensemble members."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from stevie_trainer.common import storage
 from support.data import MarketFiles
+from support.ensemble import TrainedMembers, train_members
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +83,10 @@ def s3_server(_moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     client.create_bucket(Bucket="stevie-test")
     yield S3Server(endpoint_url=_moto_endpoint, bucket="stevie-test", client=client)
     storage.clear_s3_clients()
+
+
+@pytest.fixture(scope="session")
+def trained_members(tmp_path_factory: pytest.TempPathFactory) -> TrainedMembers:
+    """A tiny PPO, DQN and BC-initialised PPO (window 10) trained on GOOGL dailies, once
+    per session (see :mod:`support.ensemble`)."""
+    return train_members(tmp_path_factory.mktemp("members"))

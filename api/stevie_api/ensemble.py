@@ -103,10 +103,19 @@ class EnsembleSpec(StevieModel):
     members: list[EnsembleMember] = Field(
         min_length=1, description="Agents voting in the ensemble."
     )
-    method: Literal["performance_weighted", "confidence", "majority"] = Field(
+    method: Literal[
+        "performance_weighted",
+        "confidence",
+        "majority",
+        "boltzmann_addition",
+        "boltzmann_multiplication",
+    ] = Field(
         default="performance_weighted",
-        description="performance_weighted: vote weighted by weightMetric; confidence: each "
-        "member's action probability weighs its vote; majority: one member, one vote.",
+        description="performance_weighted: each member's vote counts its weight (from "
+        "weightMetric); confidence: its weight x its probability of its vote; majority: one "
+        "member, one vote; boltzmann_addition / boltzmann_multiplication: the weighted sum / "
+        "product of the members' action probabilities (Wiering & van Hasselt 2008). PPO "
+        "members give their policy distribution, DQN members the softmax of their Q-values.",
     )
     weight_metric: str = Field(
         default="validation.sharpe",

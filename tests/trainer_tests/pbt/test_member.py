@@ -160,7 +160,8 @@ def test_finish_writes_summary_lineage_plots_and_the_best_members_test(
     assert doc["best"]["member"] == 0 and doc["best"]["fitness"] == result["fitness"]
     assert set(doc["best"]["test"]) == {"best member", "buy-and-hold", "expert", "random"}
     for name in ("pbt_summary.json", "lineage.json", "fitness.png", "hyperparameters.png",
-                 "lineage.png", "best/model.zip", "best/equity.png"):  # fmt: skip
+                 "lineage.png", "best/model.zip", "best/equity.png", "best/spec.json",
+                 "best/result.json"):  # fmt: skip
         assert (tmp_path / "pop" / name).stat().st_size > 0, name
     assert (tmp_path / "pop/best/model.zip").read_bytes() == Path(out, "model.zip").read_bytes()
     lineage = json.loads((tmp_path / "pop/lineage.json").read_text())

@@ -10,7 +10,7 @@ of them makes the cached code stale and numba compiles it again.
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -18,9 +18,9 @@ __all__ = ["depends_on"]
 
 
 def _stamp(module: ModuleType) -> tuple[str, float, int]:
-    path = str(module.__file__)
-    st = os.stat(path)
-    return path, st.st_mtime, st.st_size
+    path = Path(str(module.__file__))
+    st = path.stat()
+    return str(path), st.st_mtime, st.st_size
 
 
 def depends_on(dispatcher: Any, *modules: ModuleType) -> None:

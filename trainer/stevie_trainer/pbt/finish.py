@@ -126,7 +126,7 @@ def _test_best(
 ) -> dict[str, Any]:
     """The best checkpoint on the test split beside the baselines; its model under best/."""
     from stevie_trainer.env.prepare import prepare
-    from stevie_trainer.rl.train import result_table, test_backtest, versions
+    from stevie_trainer.rl.train import result_table, spec_json, test_backtest, versions
 
     member, interval = int(best["member"]), int(best["interval"])
     run_spec = interval_spec(spec, member, interval, best["hyperparameters"])
@@ -137,6 +137,18 @@ def _test_best(
     model = load_model(run_spec, data)
     test = test_backtest(prepared, model, best_store, name="best member")
     validation = RunStore(best["checkpoint"]).read_json("result.json") or {}
+    # best/ is a complete model folder (model.zip, spec.json, result.json), like a
+    # TrainingRun's: what an Ensemble member reads.
+    best_store.write_json("spec.json", spec_json(run_spec))
+    best_store.write_json(
+        "result.json",
+        {
+            "status": "succeeded",
+            "source": f"PBT member {member} after interval {interval + 1}",
+            "validation": validation.get("validation"),
+            "timesteps": validation.get("timesteps"),
+        },
+    )
     table = result_table(
         {
             **test,

@@ -1,0 +1,1 @@
+"""Ensembles of trained agents: members, voting, backtest and the decision service."""
