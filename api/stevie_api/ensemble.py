@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from stevie_api.common import MetricSummary, ObjectMeta, StatusBase, StevieModel
 from stevie_api.hpo import check_validation_metric
 from stevie_api.market import DataSpec
-from stevie_api.runtime import ImagePullPolicy, Resources, StorageSpec
+from stevie_api.runtime import ImagePullPolicy, Resources, StorageSpec, Toleration
 
 __all__ = [
     "Ensemble",
@@ -145,6 +145,21 @@ class EnsembleSpec(StevieModel):
     resources: Resources = Field(
         default_factory=Resources, description="CPU and memory of each backtest/service pod."
     )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels backtest and service pods must run on."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Taints backtest and service pods tolerate."
+    )
+    backoff_limit: int = Field(
+        default=2, ge=0, description="Pod retries of the backtest Job before it fails."
+    )
+    active_deadline_seconds: int | None = Field(
+        default=None, ge=1, description="Wall-clock limit of the backtest Job, in seconds."
+    )
+    service_account_name: str | None = Field(
+        default=None, description="Service account of backtest and service pods."
+    )
 
     @field_validator("weight_metric")
     @classmethod
@@ -164,9 +179,18 @@ class EnsembleMemberStatus(StevieModel):
     """One member as resolved and backtested."""
 
     name: str = Field(description="Member name.")
+    source: str | None = Field(
+        default=None, description="TrainingRun/<name>, PBTPopulation/<name>, HPOStudy/<name> or uri."
+    )
     model_uri: str | None = Field(default=None, description="Resolved model URI.")
     ready: bool = Field(default=False, description="Whether its model is available.")
-    weight: float | None = Field(default=None, description="Current voting weight.")
+    state: str | None = Field(
+        default=None, description="Why it is (not) ready: its source's phase, or a problem."
+    )
+    weight: float | None = Field(default=None, description="Static voting weight.")
+    validation: MetricSummary | None = Field(
+        default=None, description="Its validation metrics (what its weight comes from)."
+    )
     test: MetricSummary | None = Field(
         default=None, description="The member alone, backtested on the same test split."
     )
@@ -191,11 +215,24 @@ class EnsembleStatus(StatusBase):
         default_factory=list, description="Members, resolved."
     )
     ready_members: int = Field(default=0, ge=0, description="Members with a model available.")
+    version: str | None = Field(
+        default=None,
+        description="Hash of the members' models, weights and the method: what the backtest "
+        "and the serving pods run (a new version rolls the Deployment).",
+    )
+    job_name: str | None = Field(default=None, description="The backtest Job of this version.")
     backtest: MetricSummary | None = Field(
         default=None, description="Test-split metrics of the ensemble."
     )
+    buy_and_hold: MetricSummary | None = Field(
+        default=None, description="Buy-and-hold on the same test split, for comparison."
+    )
     best_member: str | None = Field(
-        default=None, description="Member with the best test Sharpe, for comparison."
+        default=None,
+        description="Member with the best validation Sharpe (chosen without the test split).",
+    )
+    best_member_test: MetricSummary | None = Field(
+        default=None, description="That member alone on the test split."
     )
     report_uri: str | None = Field(default=None, description="URI of the backtest report.")
     serving: ServingStatus | None = Field(default=None, description="Decision service.")

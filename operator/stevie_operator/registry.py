@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from stevie_operator.framework.kind import Kind
+from stevie_operator.kinds.ensemble.controller import EnsembleKind
 from stevie_operator.kinds.hpostudy.controller import HPOStudyKind
 from stevie_operator.kinds.pbtpopulation.controller import PBTPopulationKind
 from stevie_operator.kinds.trainingrun.controller import TrainingRunKind
@@ -14,5 +15,6 @@ from stevie_operator.kinds.trainingrun.controller import TrainingRunKind
 __all__ = ["KINDS"]
 
 KINDS: dict[str, Kind[Any, Any, Any]] = {
-    kind.name: kind for kind in (TrainingRunKind(), HPOStudyKind(), PBTPopulationKind())
+    kind.name: kind
+    for kind in (TrainingRunKind(), HPOStudyKind(), PBTPopulationKind(), EnsembleKind())
 }

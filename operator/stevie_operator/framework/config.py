@@ -58,6 +58,7 @@ class OperatorConfig:
     reconcile_interval: float = 10.0
     metrics_port: int = 8080
     kube_server: str | None = None
+    local: bool = False  # ``stevie run``: nothing runs Deployments (an Ensemble is not served)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:

@@ -5,7 +5,7 @@ update, a timer while unfinished, an event of a child it owns or of an object it
 references) calls it, and the same world gives the same plan. In order:
 
     lock -> fresh read -> list children -> observe -> plan -> persist (-> observe, plan
-    again when persisting changed the world) -> create children -> patch status -> post
+    again when persisting changed the world) -> create (and update) children -> patch status -> post
     Events -> record metrics
 
 Persisting comes before creating, so a crash in between leaves saved state whose children
@@ -67,6 +67,16 @@ async def _create(api: KubeAPI, ctx: Context, body: Body, plan: Plan[Any]) -> No
             ctx.post(body, [child.event])
 
 
+async def _update(api: KubeAPI, ctx: Context, body: Body, plan: Plan[Any]) -> None:
+    namespace = namespace_of(body)
+    for child in plan.updates:
+        type_ = CHILD_TYPES[child.kind]
+        path = object_path(type_.api_version, type_.plural, namespace, child.name)
+        updated = await api.merge_patch(path, {"spec": child.manifest["spec"]})
+        if updated is not None and child.event is not None:
+            ctx.post(body, [child.event])
+
+
 async def drive(
     ctx: Context, kind: Kind[Any, Any, Any], namespace: str, name: str
 ) -> Plan[Any] | None:
@@ -86,6 +96,7 @@ async def drive(
                 observed = await kind.observe(ctx, body, owned)
                 plan = kind.plan(body, observed, ctx.config)
             await _create(api, ctx, body, plan)
+            await _update(api, ctx, body, plan)
             if plan.status_patch:
                 path = object_path(API_VERSION, kind.info.plural, namespace, name, "status")
                 await api.merge_patch(path, {"status": plan.status_patch})

@@ -52,7 +52,9 @@ class Child:
 class Plan(Generic[W]):
     """What to do, in this order: ``persist`` the kind's ``work`` (state that must be saved
     before children exist), create ``children``, patch the status with ``status_patch``,
-    post ``events``. ``status`` is the whole new status; ``phase`` its phase."""
+    post ``events``. ``status`` is the whole new status; ``phase`` its phase. ``updates`` are
+    existing children whose desired state changed (a Deployment's pod template): each is
+    merge-patched with its manifest's ``spec``."""
 
     status: dict[str, Any]
     status_patch: dict[str, Any]
@@ -61,6 +63,7 @@ class Plan(Generic[W]):
     children: tuple[Child, ...] = ()
     work: W | None = None
     problems: tuple[str, ...] = ()
+    updates: tuple[Child, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -115,6 +118,7 @@ def conclude(
     status: StatusBase | None = None,
     events: Iterable[Event] = (),
     children: Iterable[Child] = (),
+    updates: Iterable[Child] = (),
     work: W | None = None,
 ) -> Plan[W]:
     """The plan that writes ``decision`` into ``status`` (default: the subject's status) with
@@ -138,6 +142,7 @@ def conclude(
         phase=decision.phase,
         events=tuple(events),
         children=tuple(children),
+        updates=tuple(updates),
         work=work,
         problems=tuple(subject.problems),
     )

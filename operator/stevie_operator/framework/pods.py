@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from stevie_api import API_VERSION
 from stevie_api.common import ObjectMeta
 from stevie_api.naming import label_value
-from stevie_api.training import TrainingRunSpec
+from stevie_api.runtime import ImagePullPolicy, Resources, StorageSpec, Toleration
 from stevie_operator.framework.config import OperatorConfig
 
 __all__ = [
@@ -28,8 +28,10 @@ __all__ = [
     "ROLE_LABEL",
     "TRAINER_METRICS_PORT",
     "Owner",
+    "PodSettings",
     "TrainerCommand",
     "owner_labels",
+    "pod_template",
     "trainer_job",
 ]
 
@@ -51,6 +53,29 @@ class _Resource(Protocol):
 
     @property
     def metadata(self) -> ObjectMeta: ...
+
+
+class PodSettings(Protocol):
+    """Where and how a resource's pods run (a TrainingRunSpec, an EnsembleSpec)."""
+
+    @property
+    def storage(self) -> StorageSpec: ...
+    @property
+    def image(self) -> str | None: ...
+    @property
+    def image_pull_policy(self) -> ImagePullPolicy | None: ...
+    @property
+    def resources(self) -> Resources: ...
+    @property
+    def node_selector(self) -> dict[str, str]: ...
+    @property
+    def tolerations(self) -> list[Toleration]: ...
+    @property
+    def backoff_limit(self) -> int: ...
+    @property
+    def active_deadline_seconds(self) -> int | None: ...
+    @property
+    def service_account_name(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -126,7 +151,7 @@ class _Storage:
     env_from: list[dict[str, Any]]
 
 
-def _storage(run_spec: TrainingRunSpec, config: OperatorConfig) -> _Storage:
+def _storage(run_spec: PodSettings, config: OperatorConfig) -> _Storage:
     """Volumes, mounts and environment for the run's artifact storage."""
     spec = run_spec.storage
     found = _Storage([], [], [], [])
@@ -145,7 +170,7 @@ def _storage(run_spec: TrainingRunSpec, config: OperatorConfig) -> _Storage:
     return found
 
 
-def _resources(run_spec: TrainingRunSpec) -> dict[str, Any]:
+def _resources(run_spec: PodSettings) -> dict[str, Any]:
     res = run_spec.resources
     amounts: dict[str, str] = {"cpu": res.cpu, "memory": res.memory}
     limits: dict[str, str] = dict(amounts)
@@ -155,7 +180,7 @@ def _resources(run_spec: TrainingRunSpec) -> dict[str, Any]:
 
 
 def _container(
-    run: TrainerCommand, run_spec: TrainingRunSpec, config: OperatorConfig, store: _Storage
+    run: TrainerCommand, run_spec: PodSettings, config: OperatorConfig, store: _Storage
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": "trainer",
@@ -189,9 +214,11 @@ def _container(
     return container
 
 
-def _pod_spec(container: dict[str, Any], run_spec: TrainingRunSpec, store: _Storage) -> Any:
+def _pod_spec(
+    container: dict[str, Any], run_spec: PodSettings, store: _Storage, restart: str = "Never"
+) -> Any:
     pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
+        "restartPolicy": restart,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": TRAINER_UID,
@@ -211,12 +238,31 @@ def _pod_spec(container: dict[str, Any], run_spec: TrainingRunSpec, store: _Stor
     return pod_spec
 
 
+def pod_template(
+    run: TrainerCommand,
+    run_spec: PodSettings,
+    config: OperatorConfig,
+    labels: Mapping[str, str],
+    *,
+    restart: str = "Never",
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The trainer pod template (metadata and spec) running ``run``: what a Job and the
+    Ensemble's Deployment both run."""
+    store = _storage(run_spec, config)
+    spec = _pod_spec(_container(run, run_spec, config, store), run_spec, store, restart)
+    metadata: dict[str, Any] = {"labels": dict(labels)}
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    return {"metadata": metadata, "spec": spec}
+
+
 def trainer_job(
     *,
     name: str,
     namespace: str,
     owner: Owner,
-    run_spec: TrainingRunSpec,
+    run_spec: PodSettings,
     config: OperatorConfig,
     run: TrainerCommand,
     labels: Mapping[str, str] | None = None,
@@ -225,13 +271,11 @@ def trainer_job(
     """The batch/v1 Job running ``run`` in the one pod template every kind shares
     (deterministic: the same inputs give the same dict)."""
     labels = {**owner_labels(owner.kind, owner.name, owner.labels), **(labels or {})}
-    store = _storage(run_spec, config)
-    pod_spec = _pod_spec(_container(run, run_spec, config, store), run_spec, store)
     job_spec: dict[str, Any] = {
         "backoffLimit": run_spec.backoff_limit,
         "completions": 1,
         "parallelism": 1,
-        "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+        "template": pod_template(run, run_spec, config, labels),
     }
     if run_spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = run_spec.active_deadline_seconds

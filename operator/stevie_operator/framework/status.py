@@ -71,7 +71,8 @@ def phase_conditions(
     ok = ("AsExpected", "")
     deg = degraded or ((reason, message) if phase == "Failed" else ok)
     return {
-        "Ready": (phase == "Succeeded", reason, message),
+        # Serving (an Ensemble whose decision service is up) is ready, and not finished.
+        "Ready": (phase in ("Succeeded", "Serving"), reason, message),
         "Progressing": (phase in ("Pending", "Running"), reason, message),
         "Degraded": (phase == "Failed" or degraded is not None, *deg),
         "Succeeded": (phase == "Succeeded", reason, message),

@@ -160,7 +160,22 @@ def _load(
         for secret, data in secrets.items():
             cluster.add_secret(body["metadata"]["namespace"], secret, data)
         todo.append((kind, body, secrets))
-    return todo
+    return _in_dependency_order(todo)
+
+
+def _in_dependency_order(todo: Todo) -> Todo:
+    """Resources after the ones in the file they reference (an Ensemble after its members);
+    otherwise in file order. A cycle is refused."""
+    key = {(k.name, b["metadata"]["name"]): i for i, (k, b, _) in enumerate(todo)}
+    needs = {i: {key[r] for r in k.references(b) if r in key} for i, (k, b, _) in enumerate(todo)}
+    order: list[int] = []
+    while len(order) < len(todo):
+        free = [i for i in range(len(todo)) if i not in order and needs[i] <= set(order)]
+        if not free:
+            stuck = [f"{todo[i][0].name}/{todo[i][1]['metadata']['name']}" for i in needs]
+            raise ValueError(f"resources reference each other in a cycle: {', '.join(stuck)}")
+        order.append(free[0])
+    return [todo[i] for i in order]
 
 
 def run_resources(
@@ -179,7 +194,7 @@ def run_resources(
     this process once it is warm (False: a fresh interpreter each, as a Job starts).
     ``stream``: let single children (a TrainingRun's trainer, a finish step) write to this
     terminal (False: every child writes to its log file)."""
-    config = OperatorConfig(storage_uri=data_dir.resolve().as_uri())
+    config = OperatorConfig(storage_uri=data_dir.resolve().as_uri(), local=True)
     launcher = LocalLauncher(fork=fork)
     cluster = LocalCluster(launcher, lambda job: None)
     cluster.log_place = _Logs(kinds, cluster, data_dir.resolve(), config, stream)

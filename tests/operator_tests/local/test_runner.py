@@ -21,8 +21,9 @@ def test_a_kind_it_cannot_run_runs_nothing(tmp_path: Path) -> None:
     ensemble = {"apiVersion": "stevie.dev/v1alpha1", "kind": "Ensemble",
                 "metadata": {"name": "ens"}, "spec": spec}  # fmt: skip
     file.write_text(yaml.safe_dump_all([pbt_population("first"), ensemble]))
+    some = {k: v for k, v in KINDS.items() if k != "Ensemble"}  # a registry without it
     with pytest.raises(ValueError, match="Ensemble/ens: `stevie run` runs TrainingRun, HPOStudy"):
-        run_file(file, tmp_path / "runs", KINDS)
+        run_file(file, tmp_path / "runs", some)
     assert not (tmp_path / "runs").exists()
 
 
@@ -44,3 +45,24 @@ def test_a_changed_population_is_degraded_as_on_a_cluster_and_the_run_stops(
     assert any("SpecChanged" in line for line in said)
     assert said[-1].endswith("nothing runs and nothing changes; stopping here")
     assert not (folder / "members").exists() and not (folder / "population.json").exists()
+
+
+def test_resources_run_after_those_they_reference(tmp_path: Path) -> None:
+    """An Ensemble listed before its members runs after them."""
+    from stevie_operator.local.cluster import LocalCluster
+    from stevie_operator.local.launcher import LocalLauncher
+    from stevie_operator.local.runner import _load
+
+    ensemble = {"apiVersion": "stevie.dev/v1alpha1", "kind": "Ensemble",
+                "metadata": {"name": "ens"},
+                "spec": {"members": [{"trainingRun": "b"}, {"pbtPopulation": "first"}]}}  # fmt: skip
+    run = {"apiVersion": "stevie.dev/v1alpha1", "kind": "TrainingRun", "metadata": {"name": "b"},
+           "spec": {"data": {"uri": "x.csv"}}}  # fmt: skip
+    file = tmp_path / "all.yaml"
+    file.write_text(yaml.safe_dump_all([ensemble, run, pbt_population("first")]))
+    todo = _load(load_resources(file), KINDS, LocalCluster(LocalLauncher(), lambda job: None))
+    assert [(k.name, b["metadata"]["name"]) for k, b, _ in todo] == [
+        ("TrainingRun", "b"),
+        ("PBTPopulation", "first"),
+        ("Ensemble", "ens"),
+    ]

@@ -1,0 +1,1 @@
+"""The Ensemble kind: members, backtest Job, decision service."""
