@@ -113,6 +113,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_file(Path(args.file), Path(args.data_dir), KINDS)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The decision service of an Ensemble that ``stevie run`` finished (the trainer's
+    ``ensemble-serve``, as the cluster's pods run it)."""
+    from stevie_api.ensemble import Ensemble
+    from stevie_api.loader import load_resources
+    from stevie_operator.framework.config import OperatorConfig
+    from stevie_operator.kinds.ensemble.children import ensemble_dir
+    from stevie_operator.kinds.ensemble.controller import finished_version
+    from stevie_trainer.__main__ import main as trainer_main
+    from stevie_trainer.common import storage
+
+    found = [r for r in load_resources(Path(args.file)) if isinstance(r, Ensemble)]
+    if args.name:
+        found = [r for r in found if r.metadata.name == args.name]
+    if len(found) != 1:
+        names = ", ".join(r.metadata.name for r in found) or "none"
+        raise ValueError(f"{args.file}: name one Ensemble with --name (found: {names})")
+    ens = found[0]
+    namespace = ens.metadata.namespace or "default"
+    config = OperatorConfig(storage_uri=Path(args.data_dir).resolve().as_uri(), local=True)
+    folder = finished_version(ens, namespace, config)
+    logs = storage.join(ensemble_dir(ens, namespace, config), "decisions", folder.rsplit("/", 1)[1])
+    argv = ["ensemble-serve", "--ensemble", storage.join(folder, "ensemble.json")]
+    argv += ["--host", args.host, "--port", str(args.port), "--log-uri", logs]
+    print(f"Ensemble/{ens.metadata.name}: serving {folder} on http://{args.host}:{args.port}")
+    return trainer_main(argv)
+
+
 def cmd_operator(args: argparse.Namespace) -> int:
     from stevie_operator.app import main as operator_main
 
@@ -145,6 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", default="runs", help="artifact root (default: ./runs); reruns resume"
     )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "serve", help="serve the decisions of an Ensemble that `stevie run` finished"
+    )
+    p.add_argument("file", help="YAML with the Ensemble (and its members)")
+    p.add_argument("--name", help="which Ensemble, when the file has several")
+    p.add_argument("--data-dir", default="runs", help="artifact root of `stevie run` (./runs)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (8080)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
         "operator",

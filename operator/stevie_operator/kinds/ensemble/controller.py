@@ -35,7 +35,7 @@ from stevie_operator.kinds.ensemble.reconcile import (
 )
 from stevie_trainer.common import storage
 
-__all__ = ["EnsembleKind"]
+__all__ = ["EnsembleKind", "finished_version"]
 
 # Where a source that is not in the API (``stevie run`` of an Ensemble alone) left its
 # finished outputs, under the storage root: <root>/<ns>/<plural>/<name>/<file>.
@@ -52,6 +52,30 @@ def _fallback(root: str, namespace: str, kind: str, name: str) -> str | None:
     if doc is None or (kind == "TrainingRun" and doc.get("status") != "succeeded"):
         return None
     return folder if kind == "TrainingRun" else storage.join(folder, _OUTPUTS[kind])
+
+
+def finished_version(ens: Ensemble, namespace: str, config: OperatorConfig) -> str:
+    """The folder of the backtested version of an Ensemble whose members ran under the
+    storage root (``stevie serve`` after ``stevie run``); ValueError says what to run."""
+    states = []
+    for i, m in enumerate(ens.spec.members):
+        found = None
+        if m.source_kind != "uri":
+            found = _fallback(config.storage_uri, namespace, m.source_kind, m.reference)
+        states.append(member_state(m, member_name(m, i), None, found))
+    missing = [s.source for s in states if s.uri is None]
+    if missing:
+        raise ValueError(
+            f"Ensemble/{ens.metadata.name}: no finished outputs of {', '.join(missing)} "
+            f"under {config.storage_uri}: run them first (stevie run FILE)"
+        )
+    folder = version_dir(ens, namespace, config, version_of(ens, member_refs(ens, states)))
+    if read_json(storage.join(folder, "ensemble.json")) is None:
+        raise ValueError(
+            f"Ensemble/{ens.metadata.name} has not been backtested with these members "
+            f"(no {folder}/ensemble.json): run it first (stevie run FILE)"
+        )
+    return folder
 
 
 class EnsembleKind(Kind[Observed, EnsembleWork, KindMetrics]):

@@ -258,7 +258,13 @@ def _backtest(
         d, create, update = _serving(sub, ens, observed, config, version)
         return d, create, update, None
     if job is None:
-        work = EnsembleWork(folder, {"spec.json": ens.spec.to_dict(), "members.json": refs})
+        resource = {
+            "apiVersion": ens.api_version,
+            "kind": ens.kind,
+            "metadata": {"name": ens.metadata.name, "namespace": ns},
+            "spec": ens.spec.to_dict(),
+        }
+        work = EnsembleWork(folder, {"spec.json": resource, "members.json": refs})
         child = Child(backtest_job(ens, ns, config, version),
                       Event("Normal", "JobCreated", f"Created Job {status.job_name}"))  # fmt: skip
         message = f"Backtesting {len(refs)} members: created Job {status.job_name}"
