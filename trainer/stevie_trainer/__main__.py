@@ -1,7 +1,7 @@
 """``python -m stevie_trainer COMMAND ...``: what trainer pods (and ``stevie run``'s local
 processes) run. Each subpackage adds its own commands: ``train`` (:mod:`.rl.cli`), ``trial``,
 ``significance``, ``hpo-report``, ``hpo-finish`` (:mod:`.hpo.cli`), ``pbt-interval`` and
-``pbt-finish`` (:mod:`.pbt.cli`), ``ensemble-backtest`` (:mod:`.ensemble.cli`).
+``pbt-finish`` (:mod:`.pbt.cli`), ``ensemble-backtest`` (:mod:`.ensemble.cli`), ``ensemble-serve`` (:mod:`.serving.cli`).
 
 Exit 0 when the work is complete, 1 on bad input or a failed run, with one
 ``stevie-trainer: error: ...`` line per problem on stderr (never a traceback unless
@@ -18,6 +18,7 @@ from stevie_trainer.ensemble import cli as ensemble_cli
 from stevie_trainer.hpo import cli as hpo_cli
 from stevie_trainer.pbt import cli as pbt_cli
 from stevie_trainer.rl import cli as rl_cli
+from stevie_trainer.serving import cli as serving_cli
 
 __all__ = ["build_parser", "main", "warm_up"]
 
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stevie_trainer")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    for commands in (rl_cli, hpo_cli, pbt_cli, ensemble_cli):
+    for commands in (rl_cli, hpo_cli, pbt_cli, ensemble_cli, serving_cli):
         commands.add_commands(sub)
     return parser
 

@@ -102,4 +102,4 @@ def test_the_document_reloads_the_same_ensemble(trained_members: TrainedMembers)
     assert decision.level in again.grid and len(decision.votes) == 3
     # Members with another window (bc: 10) get their own view; the others share one.
     assert markets[0] is markets[1] and markets[2] is not markets[0]
-    assert again.bars_needed == again.warm_up + 1 + 20
+    assert again.bars_needed == again.warm_up + 1 + 20 + 1

@@ -71,8 +71,9 @@ class Ensemble:
 
     @property
     def bars_needed(self) -> int:
-        """Bars a request must carry: the warm-up, the decision bar, and the reweight window."""
-        return self.warm_up + 1 + (self.reweight_window or 0)
+        """Bars a request must carry: the warm-up, the decision bar, and for a reweight
+        window W the W bars before it plus the one whose vote earns the first of them."""
+        return self.warm_up + 1 + (self.reweight_window + 1 if self.reweight_window else 0)
 
     def markets(self, frame: pd.DataFrame, bars_per_year: float | None = None) -> list[MarketData]:
         """The bars as each member sees them (members with the same view share one)."""

@@ -4,15 +4,21 @@ process, the files and the comparison table; alone, it uses members already run.
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from support.specs import template
+from stevie_trainer.data.ohlcv import load_ohlcv
+from support.specs import BUNDLED, template
 
 
 def run_doc(name: str, **spec: Any) -> dict[str, Any]:
@@ -89,3 +95,66 @@ def test_stevie_run_trains_the_members_then_backtests_the_ensemble(tmp_path: Pat
     assert missing.returncode == 1
     waiting = last_status(missing.stdout)
     assert waiting["phase"] == "Pending" and "TrainingRun/never not found" in waiting["message"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except (urllib.error.URLError, ConnectionError):
+        return 0
+
+
+def _decide(url: str, bars: list[dict[str, Any]]) -> dict[str, Any]:
+    body = json.dumps({"bars": bars}).encode()
+    request = urllib.request.Request(
+        f"{url}/v1/decide", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        doc: dict[str, Any] = json.loads(response.read())
+        return doc
+
+
+@pytest.mark.slow
+def test_stevie_serve_serves_a_finished_local_ensemble(tmp_path: Path) -> None:
+    file = tmp_path / "all.yaml"
+    docs = [run_doc("m-ppo", seed=1), run_doc("m-dqn", algorithm="DQN", dqn=DQN), ENSEMBLE]
+    file.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    data = tmp_path / "runs"
+    early = stevie("serve", str(file), "--data-dir", str(data))
+    assert early.returncode == 1
+    assert "no finished outputs of TrainingRun/m-ppo, TrainingRun/m-dqn" in early.stderr
+    assert stevie("run", str(file), "--data-dir", str(data)).returncode == 0
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "stevie_operator.cli", "serve", str(file), "--data-dir",
+         str(data), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while _get(f"{url}/v2/health/ready") != 200:
+            assert server.poll() is None, server.communicate()
+            assert time.monotonic() < deadline, "the service never became ready"
+            time.sleep(0.2)
+        frame = load_ohlcv(BUNDLED).iloc[-400:]
+        bars = [
+            {"time": t.isoformat(), "open": r.open, "high": r.high, "low": r.low,
+             "close": r.close} for t, r in frame.iterrows()
+        ]  # fmt: skip
+        decision = _decide(url, bars)
+        assert decision["action"] in (-1.0, 0.0, 1.0) and len(decision["members"]) == 2
+        assert 0.0 < decision["confidence"] <= 1.0
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(30)
+    logs = data / "default" / "ensembles" / "tiny-ens" / "decisions"
+    assert any(logs.rglob("decisions-*.jsonl")), "the decision log was not written"

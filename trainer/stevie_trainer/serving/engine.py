@@ -1,0 +1,211 @@
+"""The decision at the last bar of a request, as the backtest takes it, and what was decided.
+
+Per request: the members' features from the bars (one computation per distinct feature set
+and lookbacks, shared by members that differ only in their window), the dynamic weights at
+the last bar from the members' shadow votes on the bars before it, then
+:meth:`Ensemble.decide`. The answer depends only on the request's bars and account, so any
+replica gives the same one (nothing is cached between requests).
+
+Against the core's own path (``Ensemble.markets`` -> ``weight_path`` -> ``decide``) two
+things are faster and equal: features come from :mod:`.features` (bit-identical to
+``compute_features``, checked at load; the engine uses ``compute_features`` if the check
+fails), and a member's shadow vote is the vectorised form of ``tie_break`` from a flat
+account. The members' forward passes are the core's own calls, in the same batch shapes,
+so probabilities are the same floats; ``decide`` is ``Ensemble.decide`` itself.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from stevie_trainer.data.features import FeatureSet, IndicatorParams, compute_features
+from stevie_trainer.ensemble.agent import FLAT, AccountState, Member
+from stevie_trainer.ensemble.decide import Ensemble
+from stevie_trainer.ensemble.voting import TIE, Decision, dynamic_weights, shadow_returns
+from stevie_trainer.env.market import MarketData, indicator_params
+from stevie_trainer.serving import features as fast
+from stevie_trainer.serving.bars import BarError, Bars
+
+__all__ = ["Engine", "Stats", "own_votes"]
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+FeatureKey = tuple[tuple[str, ...], IndicatorParams]
+
+
+def own_votes(probs: F64, levels: F64) -> I64:
+    """Each row's own vote from a flat account: ``tie_break(p, levels, 0.0)`` for every row
+    of ``probs`` at once (best probability; ties to flat, then the nearest to flat, then the
+    lower level; levels are sorted, so the first minimum is the lower one)."""
+    best = probs.max(axis=1, keepdims=True)
+    tied = probs >= best - TIE * np.maximum(1.0, np.abs(best))
+    key = np.where(tied, np.abs(levels)[None, :], np.inf)
+    return np.asarray(key.argmin(axis=1), dtype=np.int64)
+
+
+class Engine:
+    """An ensemble deciding on request bars (load it once; decide from any thread)."""
+
+    def __init__(self, ensemble: Ensemble, *, use_fast: bool = True) -> None:
+        self.ensemble = ensemble
+        self.members: list[Member] = list(ensemble.members)
+        self.keys: list[FeatureKey] = [
+            (tuple(m.env.features), indicator_params(m.env)) for m in self.members
+        ]
+        self.fast: dict[FeatureKey, bool] = {}
+        self.problems: list[str] = []
+        for key in dict.fromkeys(self.keys):
+            problem = fast.self_check(*key) if use_fast else "fast features disabled"
+            self.fast[key] = problem is None
+            if problem is not None:
+                self.problems.append(problem)
+
+    @property
+    def needs_volume(self) -> bool:
+        return any("volume_zscore" in names for names, _ in self.keys)
+
+    @property
+    def bars_needed(self) -> int:
+        """Bars a request must carry (see ``Ensemble.bars_needed``: with a reweight window
+        W, a member's first shadow return needs the vote of bar t - W - 1)."""
+        return self.ensemble.bars_needed
+
+    @property
+    def features_mode(self) -> str:
+        return "fast" if all(self.fast.values()) else "reference"
+
+    def _features(self, bars: Bars, key: FeatureKey) -> FeatureSet:
+        if self.fast[key]:
+            return fast.fast_features(bars.close, bars.volume, *key)
+        return compute_features(bars.frame(), *key)
+
+    def markets(self, bars: Bars) -> list[MarketData]:
+        """Each member's view of the bars (what ``Ensemble.markets`` gives, without the bar
+        size and bars per year, which no decision reads)."""
+        index = bars.index()
+        sets: dict[FeatureKey, tuple[FeatureSet, F32]] = {}
+        views: dict[tuple[FeatureKey, int], MarketData] = {}
+        out = []
+        for member, key in zip(self.members, self.keys, strict=True):
+            if key not in sets:
+                try:
+                    feats = self._features(bars, key)
+                except ValueError as err:  # a gap after the warm-up: extreme prices
+                    raise BarError(
+                        f"the bars' features are unusable: {err}", code="features_undefined"
+                    ) from None
+                sets[key] = feats, np.nan_to_num(feats.values, nan=0.0)
+            feats, observed = sets[key]
+            view = (key, member.window)
+            if view not in views:
+                views[view] = MarketData(
+                    name=member.name,
+                    index=index,
+                    open=bars.open,
+                    high=bars.high,
+                    close=bars.close,
+                    features=feats,
+                    observed=observed,
+                    first_obs=feats.first_valid + member.window - 1,
+                    window=member.window,
+                    bars_per_year=float("nan"),
+                    bar_size="",
+                )
+            out.append(views[view])
+        return out
+
+    def weights(self, markets: list[MarketData], close: F64, t: int) -> F64:
+        """``Ensemble.weight_path(markets, close, [t])[0]`` (same forwards, same floats)."""
+        ens = self.ensemble
+        window = ens.reweight_window
+        if not window:
+            return np.asarray(ens.static, dtype=np.float64)
+        lo = max(t - window - 1, 0)
+        span = np.arange(lo, t + 1, dtype=np.int64)
+        votes = np.zeros((len(self.members), len(span)))
+        for i, (member, market) in enumerate(zip(self.members, markets, strict=True)):
+            ok = span >= market.first_obs
+            if not ok.any():
+                continue
+            probs = member.probabilities(member.observations(market, span[ok], FLAT))
+            votes[i, np.flatnonzero(ok)] = member.levels[own_votes(probs, member.levels)]
+        returns = shadow_returns(votes, close[span])
+        return dynamic_weights(returns, t - lo, window, ens.static)
+
+    def decide(self, bars: Bars, account: AccountState) -> Decision:
+        """The decision after the close of the last bar (``bars`` checked beforehand)."""
+        markets = self.markets(bars)
+        t = len(bars) - 1
+        for member, market in zip(self.members, markets, strict=True):
+            if market.first_obs > t:  # inf/NaN features (prices overflowing) delay it
+                raise BarError(
+                    f"member {member.name!r} cannot observe the last bar: its features are "
+                    f"first defined {market.first_obs - t} bar(s) later (extreme prices?)",
+                    code="features_undefined",
+                )
+        with np.errstate(all="ignore"):  # overflowing prices: numbers, not warnings
+            weights = self.weights(markets, bars.close, t)
+            return self.ensemble.decide(markets, t, weights, account)
+
+
+@dataclass
+class _MemberTally:
+    agreed: int = 0
+    weight: float = 0.0
+
+
+@dataclass
+class Stats:
+    """Running totals of one replica's decisions (memory: members + levels, not requests)."""
+
+    names: list[str]
+    since: float = field(default_factory=time.time)
+    decisions: int = 0
+    actions: dict[float, int] = field(default_factory=dict)
+    consensus: float = 0.0
+    confidence: float = 0.0
+    members: list[_MemberTally] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.members = [_MemberTally() for _ in self.names]
+
+    def add(self, decision: Decision) -> None:
+        with self._lock:
+            self.decisions += 1
+            self.actions[decision.level] = self.actions.get(decision.level, 0) + 1
+            self.consensus += decision.consensus
+            self.confidence += decision.confidence
+            for tally, vote, weight in zip(
+                self.members, decision.votes, decision.weights, strict=True
+            ):
+                tally.agreed += vote == decision.level
+                tally.weight += weight
+
+    def snapshot(self) -> dict[str, Any]:
+        """The totals as ``GET /v1/stats`` shows them."""
+        with self._lock:
+            n = self.decisions
+            return {
+                "since": datetime.fromtimestamp(self.since, UTC).isoformat(timespec="seconds"),
+                "decisions": n,
+                "actions": {f"{level:g}": c for level, c in sorted(self.actions.items())},
+                "mean_consensus": self.consensus / n if n else None,
+                "mean_confidence": self.confidence / n if n else None,
+                "members": [
+                    {
+                        "name": name,
+                        "agreement": t.agreed / n if n else 0.0,
+                        "contribution": t.weight / n if n else 0.0,
+                    }
+                    for name, t in zip(self.names, self.members, strict=True)
+                ],
+            }
