@@ -75,13 +75,7 @@ def free_rebalancing(
 def ledger_run(
     market: MarketData, spec: EnvSpec, first: int, last: int, p: float
 ) -> tuple[np.ndarray, bool]:
-    book = Ledger(
-        cost=(spec.fee_bps + spec.slippage_bps) / 1e4,
-        borrow_per_bar=spec.borrow_bps / 1e4 / market.bars_per_year,
-        margin=spec.maintenance_margin,
-        rebalance=spec.rebalance,
-        drift=spec.rebalance_drift,
-    )
+    book = Ledger.of(spec, market.bars_per_year)
     high = market.high
     equity = [1.0]
     for t in range(first, last):

@@ -180,7 +180,8 @@ class EnsembleMemberStatus(StevieModel):
 
     name: str = Field(description="Member name.")
     source: str | None = Field(
-        default=None, description="TrainingRun/<name>, PBTPopulation/<name>, HPOStudy/<name> or uri."
+        default=None,
+        description="TrainingRun/<name>, PBTPopulation/<name>, HPOStudy/<name> or uri.",
     )
     model_uri: str | None = Field(default=None, description="Resolved model URI.")
     ready: bool = Field(default=False, description="Whether its model is available.")

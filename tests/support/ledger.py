@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stevie_api.market import EnvSpec
+
 __all__ = ["Ledger"]
 
 
@@ -26,6 +28,17 @@ class Ledger:
     units: float = 0.0
     target: float = 0.0
     closed_out: bool = False
+
+    @classmethod
+    def of(cls, spec: EnvSpec, bars_per_year: float) -> Ledger:
+        """A fresh account under ``spec``'s costs, borrow, margin and rebalance rule."""
+        return cls(
+            cost=(spec.fee_bps + spec.slippage_bps) / 1e4,
+            borrow_per_bar=spec.borrow_bps / 1e4 / bars_per_year,
+            margin=spec.maintenance_margin,
+            rebalance=spec.rebalance,
+            drift=spec.rebalance_drift,
+        )
 
     def equity(self, price: float) -> float:
         return self.cash + self.units * price

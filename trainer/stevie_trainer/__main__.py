@@ -1,7 +1,8 @@
 """``python -m stevie_trainer COMMAND ...``: what trainer pods (and ``stevie run``'s local
 processes) run. Each subpackage adds its own commands: ``train`` (:mod:`.rl.cli`), ``trial``,
 ``significance``, ``hpo-report``, ``hpo-finish`` (:mod:`.hpo.cli`), ``pbt-interval`` and
-``pbt-finish`` (:mod:`.pbt.cli`), ``ensemble-backtest`` (:mod:`.ensemble.cli`), ``ensemble-serve`` (:mod:`.serving.cli`).
+``pbt-finish`` (:mod:`.pbt.cli`), ``ensemble-backtest`` (:mod:`.ensemble.cli`) and
+``ensemble-serve`` (:mod:`.serving.cli`).
 
 Exit 0 when the work is complete, 1 on bad input or a failed run, with one
 ``stevie-trainer: error: ...`` line per problem on stderr (never a traceback unless

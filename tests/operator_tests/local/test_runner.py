@@ -53,9 +53,9 @@ def test_resources_run_after_those_they_reference(tmp_path: Path) -> None:
     from stevie_operator.local.launcher import LocalLauncher
     from stevie_operator.local.runner import _load
 
+    members = [{"trainingRun": "b"}, {"pbtPopulation": "first"}]
     ensemble = {"apiVersion": "stevie.dev/v1alpha1", "kind": "Ensemble",
-                "metadata": {"name": "ens"},
-                "spec": {"members": [{"trainingRun": "b"}, {"pbtPopulation": "first"}]}}  # fmt: skip
+                "metadata": {"name": "ens"}, "spec": {"members": members}}  # fmt: skip
     run = {"apiVersion": "stevie.dev/v1alpha1", "kind": "TrainingRun", "metadata": {"name": "b"},
            "spec": {"data": {"uri": "x.csv"}}}  # fmt: skip
     file = tmp_path / "all.yaml"

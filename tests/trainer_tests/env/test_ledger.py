@@ -46,13 +46,7 @@ def run_both(
     env = TradingEnv(market, spec, mode="eval")
     env.reset(seed=0)
     t = env.start_bar
-    ledger = Ledger(
-        cost=(spec.fee_bps + spec.slippage_bps) / 1e4,
-        borrow_per_bar=spec.borrow_bps / 1e4 / market.bars_per_year,
-        margin=spec.maintenance_margin,
-        rebalance=spec.rebalance,
-        drift=spec.rebalance_drift,
-    )
+    ledger = Ledger.of(spec, market.bars_per_year)
     o, h, c = (frame[k].to_numpy() for k in ("open", "high", "close"))
     sim, book = [1.0], [1.0]
     for k, target in enumerate(targets):

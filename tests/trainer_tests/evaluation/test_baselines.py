@@ -11,7 +11,7 @@ import pytest
 from stevie_api.market import EnvSpec, ExpertSpec
 from stevie_trainer.data.features import Indicators
 from stevie_trainer.data.ohlcv import load_ohlcv
-from stevie_trainer.env.kernel import Accounts
+from stevie_trainer.env.accounts import Accounts
 from stevie_trainer.env.market import MarketData
 from stevie_trainer.env.trading import TradingEnv
 from stevie_trainer.evaluation.baselines import ExpertPolicy, expert_targets

@@ -9,7 +9,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecMonitor
 
 from stevie_api.training import TrainingRunSpec
-from stevie_trainer.env.kernel import Accounts
+from stevie_trainer.env.accounts import Accounts
 from stevie_trainer.env.prepare import Prepared, prepare
 from stevie_trainer.env.vec import VecTradingEnv
 from stevie_trainer.evaluation.episode import run_policy

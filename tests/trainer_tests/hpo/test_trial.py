@@ -16,7 +16,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from stevie_api.hpo import HPOStudySpec, TrialCounts
-from stevie_trainer.env.kernel import Accounts
+from stevie_trainer.env.accounts import Accounts
 from stevie_trainer.env.prepare import prepare
 from stevie_trainer.hpo.report import pruning_savings
 from stevie_trainer.hpo.study import (

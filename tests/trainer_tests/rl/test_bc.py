@@ -16,7 +16,7 @@ from stevie_api.market import EnvSpec, ExpertSpec
 from stevie_api.techniques import BehaviourCloningSpec
 from stevie_trainer.data.ohlcv import load_ohlcv
 from stevie_trainer.data.splits import SplitBounds, split_bounds
-from stevie_trainer.env.kernel import Accounts
+from stevie_trainer.env.accounts import Accounts
 from stevie_trainer.env.market import MarketData
 from stevie_trainer.env.trading import TradingEnv
 from stevie_trainer.env.vec import VecTradingEnv

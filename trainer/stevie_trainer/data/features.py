@@ -133,8 +133,17 @@ def compute_features(
         std = lv.rolling(window).std()
         columns["volume_zscore"] = (lv - lv.rolling(window).mean()) / std.where(std > _EPS, 1.0)
     matrix = np.column_stack([columns[n].to_numpy(dtype=np.float64) for n in names])
+    return feature_set(names, matrix, ind)
+
+
+def feature_set(
+    names: Sequence[str], matrix: npt.NDArray[np.float64], ind: Indicators
+) -> FeatureSet:
+    """The FeatureSet of raw feature columns ([T, F], NaN in the warm-up): clipped, with the
+    first row where all are defined (the serving fast path builds its columns otherwise
+    and ends here too)."""
     matrix = np.clip(matrix, -CLIP, CLIP)
-    defined = ~np.isnan(matrix).any(axis=1)
+    defined = np.asarray(~np.isnan(matrix).any(axis=1), dtype=np.bool_)
     first_valid = int(np.argmax(defined)) if defined.any() else len(matrix)
     # After the warm-up every row must be defined: a gap would be a bug, not data.
     if first_valid < len(matrix) and not defined[first_valid:].all():

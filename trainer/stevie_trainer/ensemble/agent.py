@@ -19,7 +19,7 @@ import torch
 from stevie_trainer.common import storage
 from stevie_trainer.common.storage import StorageError
 from stevie_trainer.ensemble.members import MemberError, ResolvedMember
-from stevie_trainer.env.kernel import Accounts
+from stevie_trainer.env.accounts import Accounts
 from stevie_trainer.env.market import MarketData, sim_params
 from stevie_trainer.rl.agent import AgentPolicy, load_model
 

@@ -31,7 +31,7 @@ from stevie_trainer.data.ohlcv import DataError, require_bars
 from stevie_trainer.ensemble.agent import AccountState, Member
 from stevie_trainer.ensemble.decide import Ensemble
 from stevie_trainer.ensemble.voting import METHODS, Decision, Method
-from stevie_trainer.env.kernel import Accounts
+from stevie_trainer.env.accounts import Accounts
 from stevie_trainer.env.market import Bounds, MarketData
 from stevie_trainer.env.prepare import data_splits
 from stevie_trainer.evaluation.baselines import BASELINES, make_baseline

@@ -32,7 +32,7 @@ The equity never goes below BUST (then the episode terminates too).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numba
 import numpy as np
@@ -128,6 +128,80 @@ def _observe_one(dst: F32, market: Any, acct: F64, clock: I64, i: int) -> None:
     dst[k + 3] = max((equity / acct[r + PEAK] - 1.0) * 10.0, -10.0)
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _move(
+    w: float,
+    p_old: float,
+    p_new: float,
+    bar: Any,
+    cost_rate: float,
+    threshold: float,
+    borrow: float,
+    mm: float,
+) -> Any:
+    """One account over one step (see the module docstring), from the weight ``w`` held at
+    the last close: (gap, cost and bar multipliers, the weight at the open and after the
+    fill, the weight at the close, the close-out notional, called at the open, liquidated
+    in the bar). ``bar`` is (gap return, bar return, high return)."""
+    rg, rb, rh = bar
+    # The gap moves the units held; a short whose equity no longer covers its margin at
+    # the open is closed out there, before any fill.
+    g = 1.0 + w * rg
+    alive = g > BUST
+    w_open = w * (1.0 + rg) / g if alive else 0.0
+    called = (w_open * mm <= -1.0) | (not alive)
+    keep = (p_new == p_old) & (abs(w_open - p_new) <= threshold)
+    w_held = w_open if keep else p_new
+    w_fill = 0.0 if called else w_held
+    c = 1.0 - abs(w_fill - w_open) * cost_rate
+    # The bar: a short is liquidated where equity meets its maintenance margin.
+    short = max(-w_fill, 0.0)
+    r_liq = (1.0 - mm * short) / (short * (1.0 + mm)) if short > 0.0 else np.inf
+    liquidated = rh >= r_liq
+    rr = r_liq if liquidated else rb
+    out_notional = short * (1.0 + rr) if liquidated else 0.0
+    mb = 1.0 + w_fill * rr - borrow * short * (1.0 + rr) - out_notional * cost_rate
+    w_end = w_fill * (1.0 + rr) / mb if (mb > 0.0) & (not liquidated) else 0.0
+    return g, c, mb, w_open, w_fill, w_end, out_notional, called, liquidated
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _record(row: F64, values: Any) -> None:
+    """One ledger row, in the L_* column order."""
+    for k in range(LEDGER_COLUMNS):
+        row[k] = values[k]
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _rewards(reward: int, n: int, acct: F64, rewards: F32, scale: float, dd_pen: float,
+             eta: float) -> None:  # fmt: skip
+    """Pass 2 of the step kernel (see there)."""
+    if reward == 0:
+        for i in range(n):
+            r = i * NS
+            rewards[i] = log(acct[r + EQUITY] / acct[r + PREV_EQ]) * scale
+    elif reward == 1:
+        for i in range(n):
+            r = i * NS
+            # Moody & Saffell's differential Sharpe ratio (dimensionless: not scaled).
+            ret = acct[r + EQUITY] / acct[r + PREV_EQ] - 1.0
+            a_old = acct[r + DSR_A]
+            b_old = acct[r + DSR_B]
+            da = ret - a_old
+            db = ret * ret - b_old
+            var = b_old - a_old * a_old
+            rewards[i] = (b_old * da - 0.5 * a_old * db) / var**1.5 if var > 1e-12 else 0.0
+            acct[r + DSR_A] = a_old + eta * da
+            acct[r + DSR_B] = b_old + eta * db
+    else:
+        for i in range(n):
+            r = i * NS
+            e0, e1 = acct[r + PREV_EQ], acct[r + EQUITY]
+            dd_old = 1.0 - e0 / acct[r + PREV_PEAK]
+            dd_new = 1.0 - e1 / acct[r + PEAK]
+            rewards[i] = (log(e1 / e0) - dd_pen * max(0.0, dd_new - dd_old)) * scale
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _step_kernel(
     actions: I64, params: Any, market: Any, acct: F64, clock: I64, results: Any, out: F32
@@ -156,26 +230,10 @@ def _step_kernel(
             p_new = min(max(p_old + trade_size * ((a == 1) - (a == 2)), lo), hi)
         t1 = clock[q + BAR] + 1
         b = t1 * NB
-        rg, rb, rh = bars[b], bars[b + 1], bars[b + 3]
-        # The gap moves the units held; a short whose equity no longer covers its margin at
-        # the open is closed out there, before any fill.
         w = acct[r + WEIGHT]
-        g = 1.0 + w * rg
-        alive = g > BUST
-        w_open = w * (1.0 + rg) / g if alive else 0.0
-        called = (w_open * mm <= -1.0) | (not alive)
-        keep = (p_new == p_old) & (abs(w_open - p_new) <= threshold)
-        w_held = w_open if keep else p_new
-        w_fill = 0.0 if called else w_held
-        c = 1.0 - abs(w_fill - w_open) * cost_rate
-        # The bar: a short is liquidated where equity meets its maintenance margin.
-        short = max(-w_fill, 0.0)
-        r_liq = (1.0 - mm * short) / (short * (1.0 + mm)) if short > 0.0 else np.inf
-        liquidated = rh >= r_liq
-        rr = r_liq if liquidated else rb
-        out_notional = short * (1.0 + rr) if liquidated else 0.0
-        mb = 1.0 + w_fill * rr - borrow * short * (1.0 + rr) - out_notional * cost_rate
-        w_end = w_fill * (1.0 + rr) / mb if (mb > 0.0) & (not liquidated) else 0.0
+        g, c, mb, w_open, w_fill, w_end, out_notional, called, liquidated = _move(
+            w, p_old, p_new, (bars[b], bars[b + 1], bars[b + 3]), cost_rate, threshold, borrow, mm
+        )
         e0 = acct[r + EQUITY]
         e1 = e0 * g * c * mb
         e1 = BUST if e1 <= BUST else e1
@@ -193,13 +251,8 @@ def _step_kernel(
         acct[r + ENTRY_PX] = open_px if opened else kept_px
         clock[q + BARS_IN] = (clock[q + BARS_IN] + 1) * (1 - (opened | closed))
         if record:
-            ledger[i, L_OLD] = w
-            ledger[i, L_NEW] = w_fill
-            ledger[i, L_GAP] = g
-            ledger[i, L_COST] = c
-            ledger[i, L_BAR] = mb
-            ledger[i, L_TRADED] = (abs(w_fill - w_open) + out_notional * c) * g
-            ledger[i, L_TARGET] = p_end
+            traded = (abs(w_fill - w_open) + out_notional * c) * g
+            _record(ledger[i], (w, w_fill, g, c, mb, traded, p_end))
         peak = acct[r + PEAK]
         acct[r + PREV_EQ] = e0
         acct[r + PREV_PEAK] = peak
@@ -218,30 +271,7 @@ def _step_kernel(
     # the log is inline arithmetic (fastmath.log; libm's math.log was a call, which blocks
     # that), and each reward kind has its own loop (a reward branch inside one loop kept the
     # loop scalar, and was slower than math.log had been).
-    if reward == 0:
-        for i in range(n):
-            r = i * NS
-            rewards[i] = log(acct[r + EQUITY] / acct[r + PREV_EQ]) * scale
-    elif reward == 1:
-        for i in range(n):
-            r = i * NS
-            # Moody & Saffell's differential Sharpe ratio (dimensionless: not scaled).
-            ret = acct[r + EQUITY] / acct[r + PREV_EQ] - 1.0
-            a_old = acct[r + DSR_A]
-            b_old = acct[r + DSR_B]
-            da = ret - a_old
-            db = ret * ret - b_old
-            var = b_old - a_old * a_old
-            rewards[i] = (b_old * da - 0.5 * a_old * db) / var**1.5 if var > 1e-12 else 0.0
-            acct[r + DSR_A] = a_old + eta * da
-            acct[r + DSR_B] = b_old + eta * db
-    else:
-        for i in range(n):
-            r = i * NS
-            e0, e1 = acct[r + PREV_EQ], acct[r + EQUITY]
-            dd_old = 1.0 - e0 / acct[r + PREV_PEAK]
-            dd_new = 1.0 - e1 / acct[r + PEAK]
-            rewards[i] = (log(e1 / e0) - dd_pen * max(0.0, dd_new - dd_old)) * scale
+    _rewards(reward, n, acct, rewards, scale, dd_pen, eta)
     # Pass 3: observations (mostly the copy of each feature window).
     if out.shape[0] > 0:
         for i in range(n):
@@ -279,151 +309,3 @@ def _reset_kernel(
 # The kernels inline fastmath's log and load pin: their caches go stale with fastmath.py.
 for _jitted in (_step_kernel, _obs_kernel, _reset_kernel):
     depends_on(_jitted, fastmath)
-
-
-class Prices(Protocol):
-    """What the kernel reads of a market (MarketData has it)."""
-
-    @property
-    def open(self) -> F64: ...
-    @property
-    def high(self) -> F64: ...
-    @property
-    def close(self) -> F64: ...
-    @property
-    def observed(self) -> F32: ...
-    @property
-    def bars_per_year(self) -> float: ...
-
-
-class Accounts:
-    """State of N trading accounts over one market; the engine of both environments."""
-
-    def __init__(self, n: int, params: SimParams, prices: Prices, *, record: bool = True) -> None:
-        """``prices.observed``: [T, F] float32 features, defined (no NaN) from the first
-        observable bar on.
-
-        ``record``: keep each step's ledger row per account (evaluation needs it to rebuild
-        trades; training does not).
-        """
-        self.n = n
-        self.params = params
-        features = prices.observed
-        self.open = np.ascontiguousarray(prices.open, dtype=np.float64)
-        self.close = np.ascontiguousarray(prices.close, dtype=np.float64)
-        high = np.maximum(np.asarray(prices.high, dtype=np.float64), self.open)
-        bars = np.zeros((len(self.open), NB))
-        bars[1:, 0] = self.open[1:] / self.close[:-1] - 1.0
-        bars[:, 1] = self.close / self.open - 1.0
-        bars[:, 2] = self.open
-        bars[:, 3] = high / self.open - 1.0
-        self.n_features = features.shape[1]
-        # Flat features, padded with ACCOUNT_FEATURES zeros (see _observe_one).
-        self.flat_features = np.zeros(features.size + ACCOUNT_FEATURES, dtype=np.float32)
-        self.flat_features[: features.size] = np.asarray(features, dtype=np.float32).reshape(-1)
-        self.obs_size = params.window * self.n_features + ACCOUNT_FEATURES
-        self._market = (bars.reshape(-1), self.flat_features, self.n_features, params.window)
-        self._kernel_params = (
-            params.scheme,
-            np.ascontiguousarray(params.levels, dtype=np.float64),
-            float(params.trade_size),
-            float(params.min_position),
-            float(params.max_position),
-            float(params.cost_rate),
-            params.reward,
-            float(params.reward_scale),
-            float(params.drawdown_penalty),
-            float(params.sharpe_eta),
-            float(params.rebalance_threshold),
-            float(params.borrow_rate) / float(prices.bars_per_year),
-            float(params.maintenance_margin),
-        )
-        # The public per-account arrays are (strided) column views of the packed records.
-        acct = np.zeros((n, NS))
-        clock = np.zeros((n, 3), dtype=np.int64)
-        self._acct, self._clock = acct.reshape(-1), clock.reshape(-1)
-        # pos: the target the agent holds (its action state); weight: what the position weighs
-        self.pos, self.equity, self.peak = acct[:, POS], acct[:, EQUITY], acct[:, PEAK]
-        self.entry_eq, self.entry_px = acct[:, ENTRY_EQ], acct[:, ENTRY_PX]
-        self.dsr_a, self.dsr_b = acct[:, DSR_A], acct[:, DSR_B]
-        self.weight = acct[:, WEIGHT]
-        self.t, self.end, self.bars_in = clock[:, BAR], clock[:, END], clock[:, BARS_IN]
-        self._flags = np.zeros((3, n), dtype=bool)
-        self.terminated, self.truncated, self.dones = self._flags
-        self.rewards = np.zeros(n, dtype=np.float32)
-        self.n_done = 0
-        self._no_obs = np.empty((0, self.obs_size), dtype=np.float32)
-        # Per step and account: the L_* columns (see LEDGER_COLUMNS).
-        self.ledger = np.zeros((n if record else 0, LEDGER_COLUMNS))
-        self._results = (self.rewards, self._flags, self.ledger)
-        self._all = np.arange(n, dtype=np.int64)
-        self.reset(self._all, self.t.copy(), self.end.copy())
-
-    def reset(self, idx: I64, starts: I64, ends: I64, out: F32 | None = None) -> None:
-        """Start accounts ``idx`` flat with equity 1 at bars ``starts``, ending at ``ends``.
-
-        With ``out`` ([N, obs_size]), also write their first observations into its rows idx.
-        """
-        _reset_kernel(
-            self._market,
-            self._acct,
-            self._clock,
-            np.asarray(idx, dtype=np.int64),
-            np.asarray(starts, dtype=np.int64),
-            np.asarray(ends, dtype=np.int64),
-            self._no_obs if out is None else out,
-        )
-
-    def step(self, actions: I64) -> None:
-        """Advance every account one bar; results land in rewards/terminated/truncated/ledger."""
-        self.n_done = _step_kernel(
-            actions,
-            self._kernel_params,
-            self._market,
-            self._acct,
-            self._clock,
-            self._results,
-            self._no_obs,
-        )
-
-    def step_observe(self, actions: I64) -> F32:
-        """:meth:`step`, then :meth:`observe` of every account, in one pass."""
-        # A fresh array each step: SB3 keeps references to the observations it is given.
-        out = np.empty((self.n, self.obs_size), dtype=np.float32)
-        self.n_done = _step_kernel(
-            actions, self._kernel_params, self._market, self._acct, self._clock, self._results, out
-        )
-        return out
-
-    def observe(self, idx: I64 | None = None) -> F32:
-        """Observations of accounts ``idx`` (all by default), as a new float32 array."""
-        idx = self._all if idx is None else np.asarray(idx, dtype=np.int64)
-        out = np.empty((len(idx), self.obs_size), dtype=np.float32)
-        rows = self._all if idx is self._all else np.arange(len(idx), dtype=np.int64)
-        _obs_kernel(self._market, self._acct, self._clock, idx, out, rows)
-        return out
-
-    def actions_for_targets(self, targets: F64, idx: I64 | None = None) -> I64:
-        """The action that moves each account toward ``targets`` (position fractions).
-
-        Target scheme: the level nearest to the target, preferring a level of the target's
-        sign (so a half-size wish still takes a position when the levels are -1/0/1).
-        Trade scheme: buy, sell or hold.
-        """
-        pos = self.pos if idx is None else self.pos[idx]
-        targets = np.asarray(targets, dtype=np.float64)
-        params = self.params
-        if params.scheme == SCHEME_TRADE:
-            step = params.trade_size / 2.0
-            return np.where(targets > pos + step, 1, np.where(targets < pos - step, 2, 0)).astype(
-                np.int64
-            )
-        levels = params.levels
-        dist = np.abs(levels[None, :] - targets[:, None])
-        wrong_sign = np.sign(levels)[None, :] != np.sign(targets)[:, None]
-        dist = dist + np.where(wrong_sign, 1e6, 0.0)
-        best = np.argmin(dist, axis=1)
-        # Fall back to plain nearest when no level shares the target's sign.
-        plain = np.argmin(np.abs(levels[None, :] - targets[:, None]), axis=1)
-        ok = ~wrong_sign[np.arange(len(targets)), best]
-        return np.asarray(np.where(ok, best, plain), dtype=np.int64)

@@ -10,7 +10,8 @@ import numpy as np
 import numpy.typing as npt
 
 from stevie_api.market import EnvSpec
-from stevie_trainer.env.kernel import Accounts, SimParams
+from stevie_trainer.env.accounts import Accounts
+from stevie_trainer.env.kernel import SimParams
 from stevie_trainer.env.market import Bounds, MarketData, sim_params
 
 Mode = Literal["train", "eval"]

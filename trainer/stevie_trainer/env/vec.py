@@ -27,7 +27,7 @@ from stable_baselines3.common.vec_env.base_vec_env import (
 )
 
 from stevie_api.market import EnvSpec
-from stevie_trainer.env.kernel import Accounts
+from stevie_trainer.env.accounts import Accounts
 from stevie_trainer.env.market import Bounds, MarketData, sim_params
 from stevie_trainer.env.trading import EpisodePlanner, Mode, observation_space
 

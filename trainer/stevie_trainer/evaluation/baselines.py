@@ -13,7 +13,8 @@ import numpy.typing as npt
 
 from stevie_api.market import ExpertSpec
 from stevie_trainer.data.features import Indicators
-from stevie_trainer.env.kernel import SCHEME_TARGET, Accounts, SimParams
+from stevie_trainer.env.accounts import Accounts
+from stevie_trainer.env.kernel import SCHEME_TARGET, SimParams
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]

@@ -9,6 +9,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from stevie_api.market import EnvSpec
+from stevie_trainer.env.accounts import Accounts
 from stevie_trainer.env.kernel import (
     L_BAR,
     L_COST,
@@ -18,7 +19,6 @@ from stevie_trainer.env.kernel import (
     L_TARGET,
     L_TRADED,
     LEDGER_COLUMNS,
-    Accounts,
 )
 from stevie_trainer.env.market import Bounds, MarketData, sim_params
 from stevie_trainer.evaluation.baselines import Policy

@@ -22,8 +22,9 @@ import numpy as np
 import numpy.typing as npt
 
 from stevie_trainer.env import fastmath, kernel
+from stevie_trainer.env.accounts import Accounts
 from stevie_trainer.env.jitcache import depends_on
-from stevie_trainer.env.kernel import EQUITY, LEDGER_COLUMNS, Accounts, _step_kernel
+from stevie_trainer.env.kernel import EQUITY, LEDGER_COLUMNS, _step_kernel
 
 __all__ = ["ACTIVATIONS", "GreedyMLP", "run_episode"]
 

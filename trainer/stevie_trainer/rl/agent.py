@@ -15,7 +15,7 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.vec_env import VecEnv
 
 from stevie_api.training import TrainingRunSpec
-from stevie_trainer.env.kernel import Accounts
+from stevie_trainer.env.accounts import Accounts
 from stevie_trainer.env.prepare import Prepared
 from stevie_trainer.evaluation.episode import Episode, run_policy
 from stevie_trainer.evaluation.fastpolicy import GreedyMLP

@@ -26,13 +26,13 @@ import numpy.typing as npt
 import pandas as pd
 
 from stevie_trainer.data.features import (
-    CLIP,
     FEATURE_NAMES,
     LONG_VOL_WINDOWS,
     FeatureSet,
     IndicatorParams,
     Indicators,
     compute_features,
+    feature_set,
 )
 
 try:  # private: the kernels pandas' rolling/ewm methods call; checked by self_check
@@ -160,18 +160,7 @@ def fast_features(
             columns["volume_zscore"] = (lv - _roll_mean(lv, window)) / np.where(
                 std > _EPS, std, 1.0
             )
-    matrix = np.clip(np.column_stack([columns[n] for n in names]), -CLIP, CLIP)
-    defined = np.asarray(~np.isnan(matrix).any(axis=1), dtype=np.bool_)
-    first_valid = int(np.argmax(defined)) if defined.any() else len(matrix)
-    if first_valid < len(matrix) and not defined[first_valid:].all():
-        bad = first_valid + int(np.argmin(defined[first_valid:]))
-        raise ValueError(f"features undefined at row {bad} after the warm-up")
-    return FeatureSet(
-        names=tuple(names),
-        values=matrix.astype(np.float32),
-        first_valid=first_valid,
-        indicators=ind,
-    )
+    return feature_set(names, np.column_stack([columns[n] for n in names]), ind)
 
 
 def _samples(n: int) -> list[pd.DataFrame]:

@@ -26,7 +26,7 @@ def run_doc(name: str, **spec: Any) -> dict[str, Any]:
             "metadata": {"name": name}, "spec": template(**spec)}  # fmt: skip
 
 
-ENSEMBLE = {
+ENSEMBLE: dict[str, Any] = {
     "apiVersion": "stevie.dev/v1alpha1",
     "kind": "Ensemble",
     "metadata": {"name": "tiny-ens"},
@@ -148,7 +148,7 @@ def test_stevie_serve_serves_a_finished_local_ensemble(tmp_path: Path) -> None:
         frame = load_ohlcv(BUNDLED).iloc[-400:]
         bars = [
             {"time": t.isoformat(), "open": r.open, "high": r.high, "low": r.low,
-             "close": r.close} for t, r in frame.iterrows()
+             "close": r.close} for t, r in zip(frame.index, frame.itertuples(), strict=True)
         ]  # fmt: skip
         decision = _decide(url, bars)
         assert decision["action"] in (-1.0, 0.0, 1.0) and len(decision["members"]) == 2

@@ -155,7 +155,10 @@ def test_serving_once_a_replica_is_ready_and_a_new_version_rolls_the_deployment(
     dep = next(c for c in plan.children if c.kind == "Deployment").manifest
     svc = next(c for c in plan.children if c.kind == "Service").manifest
     ready = {**dep, "status": {"readyReplicas": 1}}
-    kids = {"deployments": {dep["metadata"]["name"]: ready}, "services": {"ens": svc}}
+    kids: dict[str, Any] = {
+        "deployments": {dep["metadata"]["name"]: ready},
+        "services": {"ens": svc},
+    }
     job = {plan.status["jobName"]: {"status": {"succeeded": 1}}}
     serving = step(res, Observed(now=T0, sources=READY, jobs=job, report=REPORT, **kids))
     assert serving.phase == "Serving" and not serving.children and not serving.updates
