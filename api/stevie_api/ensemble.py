@@ -42,7 +42,9 @@ class EnsembleMember(StevieModel):
     weight: float | None = Field(
         default=None,
         ge=0,
-        description="Fixed voting weight; default: computed from weightMetric.",
+        description="Fixed voting weight, on the scale of weightMetric (it stands in for the "
+        "member's metric before the weights are normalised); default: its weightMetric, "
+        "clipped at 0.",
     )
     training_run: str | None = Field(
         default=None, description="A TrainingRun in the same namespace: its best model."
