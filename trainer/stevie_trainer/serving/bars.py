@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
+from typing import Any, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -165,18 +166,18 @@ class Bars:
         raise BarError(message, field=field, index=i)
 
 
+def _bad_time(values: Sequence[Any], i: int, where: Where, expected: str) -> NoReturn:
+    field = where(i, "time")
+    raise BarError(f"{field}: {values[i]!r} is not {expected}", field=field, index=i)
+
+
 def _numbers(values: Sequence[float], where: Where) -> I64:
     arr = np.asarray(values)
     if not np.issubdtype(arr.dtype, np.number):
         arr = arr.astype(np.float64)
     bad = ~np.isfinite(arr) | (np.abs(arr) >= _MAX_SECONDS)
     if bad.any():
-        i = int(np.argmax(bad))
-        raise BarError(
-            f"{where(i, 'time')}: {values[i]!r} is not unix seconds (nor an ISO-8601 string)",
-            field=where(i, "time"),
-            index=i,
-        )
+        _bad_time(values, int(np.argmax(bad)), where, "unix seconds (nor an ISO-8601 string)")
     if np.issubdtype(arr.dtype, np.integer):
         return arr.astype(np.int64) * _NS
     return np.round(arr.astype(np.float64) * 1e6).astype(np.int64) * 1000
@@ -207,12 +208,7 @@ def _strings(values: Sequence[str], where: Where) -> I64:
     stamps = pd.to_datetime(series, utc=True, format="ISO8601", errors="coerce")
     bad = stamps.isna().to_numpy()
     if bad.any():
-        i = int(np.argmax(bad))
-        raise BarError(
-            f"{where(i, 'time')}: {values[i]!r} is not an ISO-8601 time (nor unix seconds)",
-            field=where(i, "time"),
-            index=i,
-        )
+        _bad_time(values, int(np.argmax(bad)), where, "an ISO-8601 time (nor unix seconds)")
     return np.asarray(pd.DatetimeIndex(stamps).tz_convert("UTC").as_unit("ns").asi8)
 
 
