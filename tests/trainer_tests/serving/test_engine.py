@@ -10,10 +10,10 @@ import pytest
 from stevie_trainer.data.features import FEATURE_NAMES, IndicatorParams, compute_features
 from stevie_trainer.ensemble.agent import FLAT, AccountState
 from stevie_trainer.ensemble.decide import Ensemble
-from stevie_trainer.ensemble.voting import METHODS, Method, tie_break
+from stevie_trainer.ensemble.voting import METHODS, Method, flat_votes, tie_break
 from stevie_trainer.serving import features as fast
 from stevie_trainer.serving.bars import Bars
-from stevie_trainer.serving.engine import Engine, own_votes
+from stevie_trainer.serving.engine import Engine
 
 
 def bars(frame: pd.DataFrame) -> Bars:
@@ -42,7 +42,7 @@ def test_fast_features_are_compute_features_bit_for_bit(
         assert fast.same(got, compute_features(frame, names, params))
 
 
-def test_own_votes_are_tie_break_from_flat() -> None:
+def test_flat_votes_are_tie_break_from_flat() -> None:
     rng = np.random.default_rng(0)
     for levels in (
         np.array([-1.0, 0.0, 1.0]),
@@ -55,7 +55,7 @@ def test_own_votes_are_tie_break_from_flat() -> None:
         probs[1::7, :2] = probs[1::7, :2].max(axis=1, keepdims=True)  # ties of two
         probs[2::7, -2:] = 0.4  # ties away from flat
         want = [tie_break(p, levels, 0.0) for p in probs]
-        assert list(own_votes(probs, levels)) == want
+        assert list(flat_votes(probs, levels)) == want
 
 
 def test_engine_decides_as_the_core_does(

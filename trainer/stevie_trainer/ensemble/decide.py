@@ -24,11 +24,11 @@ from stevie_trainer.ensemble.voting import (
     Method,
     combine,
     dynamic_weights,
+    flat_votes,
     grid_of,
     on_grid,
     shadow_returns,
     static_weights,
-    tie_break,
 )
 from stevie_trainer.env.market import MarketData
 
@@ -104,8 +104,7 @@ class Ensemble:
             if not ok.any():
                 continue
             probs = member.probabilities(member.observations(market, bars[ok], FLAT))
-            own = [tie_break(p, member.levels, 0.0) for p in probs]
-            votes[i, np.flatnonzero(ok)] = member.levels[own]
+            votes[i, np.flatnonzero(ok)] = member.levels[flat_votes(probs, member.levels)]
         return votes
 
     def weight_path(self, markets: Sequence[MarketData], close: F64, bars: I64) -> F64:

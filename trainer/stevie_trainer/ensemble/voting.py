@@ -45,6 +45,7 @@ __all__ = [
     "Method",
     "combine",
     "dynamic_weights",
+    "flat_votes",
     "grid_of",
     "on_grid",
     "shadow_returns",
@@ -108,6 +109,16 @@ def tie_break(scores: F64, grid: F64, current: float) -> int:
         return int(held[0])
     nearest = np.abs(grid[tied])
     return int(tied[np.flatnonzero(nearest == nearest.min())[0]])
+
+
+def flat_votes(probs: F64, levels: F64) -> I64:
+    """Each row's own vote from a flat account: ``tie_break(p, levels, 0.0)`` for every row
+    of ``probs`` at once (best probability; ties to flat, then the nearest to flat, then the
+    lower level; levels are sorted, so the first minimum is the lower one)."""
+    best = probs.max(axis=1, keepdims=True)
+    tied = probs >= best - TIE * np.maximum(1.0, np.abs(best))
+    key = np.where(tied, np.abs(levels)[None, :], np.inf)
+    return np.asarray(key.argmin(axis=1), dtype=np.int64)
 
 
 def static_weights(metrics: Sequence[float | None], fixed: Sequence[float | None]) -> F64:

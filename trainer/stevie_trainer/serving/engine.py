@@ -7,10 +7,10 @@ the last bar from the members' shadow votes on the bars before it, then
 replica gives the same one (nothing is cached between requests).
 
 Against the core's own path (``Ensemble.markets`` -> ``weight_path`` -> ``decide``) two
-things are faster and equal: features come from :mod:`.features` (bit-identical to
+one thing is faster and equal: features come from :mod:`.features` (bit-identical to
 ``compute_features``, checked at load; the engine uses ``compute_features`` if the check
-fails), and a member's shadow vote is the vectorised form of ``tie_break`` from a flat
-account. The members' forward passes are the core's own calls, in the same batch shapes,
+fails). The weights and the decision are the core's own (``weight_path``, ``decide``).
+The members' forward passes are the core's own calls, in the same batch shapes,
 so probabilities are the same floats; ``decide`` is ``Ensemble.decide`` itself.
 """
 
@@ -26,29 +26,19 @@ import numpy as np
 import numpy.typing as npt
 
 from stevie_trainer.data.features import FeatureSet, IndicatorParams, compute_features
-from stevie_trainer.ensemble.agent import FLAT, AccountState, Member
+from stevie_trainer.ensemble.agent import AccountState, Member
 from stevie_trainer.ensemble.decide import Ensemble
-from stevie_trainer.ensemble.voting import TIE, Decision, dynamic_weights, shadow_returns
+from stevie_trainer.ensemble.voting import Decision
 from stevie_trainer.env.market import MarketData, indicator_params
 from stevie_trainer.serving import features as fast
 from stevie_trainer.serving.bars import BarError, Bars
 
-__all__ = ["Engine", "Stats", "own_votes"]
+__all__ = ["Engine", "Stats"]
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 FeatureKey = tuple[tuple[str, ...], IndicatorParams]
-
-
-def own_votes(probs: F64, levels: F64) -> I64:
-    """Each row's own vote from a flat account: ``tie_break(p, levels, 0.0)`` for every row
-    of ``probs`` at once (best probability; ties to flat, then the nearest to flat, then the
-    lower level; levels are sorted, so the first minimum is the lower one)."""
-    best = probs.max(axis=1, keepdims=True)
-    tied = probs >= best - TIE * np.maximum(1.0, np.abs(best))
-    key = np.where(tied, np.abs(levels)[None, :], np.inf)
-    return np.asarray(key.argmin(axis=1), dtype=np.int64)
 
 
 class Engine:
@@ -123,22 +113,9 @@ class Engine:
         return out
 
     def weights(self, markets: list[MarketData], close: F64, t: int) -> F64:
-        """``Ensemble.weight_path(markets, close, [t])[0]`` (same forwards, same floats)."""
-        ens = self.ensemble
-        window = ens.reweight_window
-        if not window:
-            return np.asarray(ens.static, dtype=np.float64)
-        lo = max(t - window - 1, 0)
-        span = np.arange(lo, t + 1, dtype=np.int64)
-        votes = np.zeros((len(self.members), len(span)))
-        for i, (member, market) in enumerate(zip(self.members, markets, strict=True)):
-            ok = span >= market.first_obs
-            if not ok.any():
-                continue
-            probs = member.probabilities(member.observations(market, span[ok], FLAT))
-            votes[i, np.flatnonzero(ok)] = member.levels[own_votes(probs, member.levels)]
-        returns = shadow_returns(votes, close[span])
-        return dynamic_weights(returns, t - lo, window, ens.static)
+        """The weights at bar ``t``: the backtest's (``Ensemble.weight_path``)."""
+        path = self.ensemble.weight_path(markets, close, np.array([t], dtype=np.int64))
+        return np.asarray(path[0], dtype=np.float64)
 
     def decide(self, bars: Bars, account: AccountState) -> Decision:
         """The decision after the close of the last bar (``bars`` checked beforehand)."""
