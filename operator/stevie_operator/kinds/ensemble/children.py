@@ -150,7 +150,9 @@ def deployment(
     )
     container = template["spec"]["containers"][0]
     container["name"] = "decision-service"
-    container["ports"] = [{"name": "http", "containerPort": port}, *container["ports"]]
+    # The service's own /metrics is on its HTTP port: the trainer's metrics port is not used.
+    container["ports"] = [{"name": "http", "containerPort": port}]
+    container["env"] = [e for e in container["env"] if e["name"] != "STEVIE_METRICS_PORT"]
     container["readinessProbe"] = _probe(HEALTH_READY, 5, 3)
     container["livenessProbe"] = {**_probe(HEALTH_LIVE, 10, 3), "initialDelaySeconds": 10}
     container["startupProbe"] = _probe(HEALTH_READY, 5, 60)  # model loading: up to 5 min

@@ -144,6 +144,10 @@ def test_the_report_fills_the_status_then_the_service_is_created() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["ports"] == [{"name": "http", "containerPort": 8080}]  # /metrics there too
+    assert container["command"][-1] == "ensemble-serve"
+    args = container["args"]
+    assert args[args.index("--ensemble") + 1].endswith(f"{plan.status['version']}/ensemble.json")
     assert template["spec"]["restartPolicy"] == "Always" and dep["spec"]["replicas"] == 2
     assert dep["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
     assert plan.status["serving"]["url"] == "http://ens.team.svc:8080"
