@@ -163,6 +163,16 @@ class EnsembleSpec(StevieModel):
         default=None, description="Service account of backtest and service pods."
     )
 
+    @property
+    def member_names(self) -> list[str]:
+        """Each member's name in reports and status: its ``name``, else the referenced
+        resource's name, else ``member-<index>`` for a uri (what the operator and the
+        backtest both call them)."""
+        return [
+            m.name or (m.reference if m.source_kind != "uri" else f"member-{i}")
+            for i, m in enumerate(self.members)
+        ]
+
     @field_validator("weight_metric")
     @classmethod
     def _metric(cls, value: str) -> str:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from stevie_api.ensemble import EnsembleSpec
     from stevie_trainer.ensemble.members import MemberRef
 
-__all__ = ["ERROR_NAME", "add_commands", "member_refs", "parse_members", "spec_names"]
+__all__ = ["ERROR_NAME", "add_commands", "member_refs", "parse_members"]
 
 ERROR_NAME = "error.json"
 """Written under --out when a member cannot be used: {"member", "problem"}."""
@@ -69,18 +69,10 @@ def parse_members(text: str) -> list[MemberRef]:
     return refs
 
 
-def spec_names(spec: EnsembleSpec) -> list[str]:
-    """Each spec member's name, as the spec names it (see the module docstring)."""
-    return [
-        m.name or (m.reference if m.source_kind != "uri" else f"member-{k}")
-        for k, m in enumerate(spec.members)
-    ]
-
-
 def member_refs(spec: EnsembleSpec, refs: Sequence[MemberRef]) -> list[MemberRef]:
     """``refs`` in the spec's member order, each the spec's member (same source), with the
     spec's fixed weight unless the reference sets one."""
-    names = spec_names(spec)
+    names = spec.member_names
     by_name = {r.name: r for r in refs}
     if len(by_name) != len(refs):
         raise ValueError("--members-json names a member twice")

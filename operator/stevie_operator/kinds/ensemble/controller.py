@@ -28,9 +28,8 @@ from stevie_operator.kinds.ensemble.children import (
 from stevie_operator.kinds.ensemble.reconcile import (
     EnsembleWork,
     Observed,
-    member_name,
     member_refs,
-    member_state,
+    member_states,
     reconcile_ensemble,
 )
 from stevie_trainer.common import storage
@@ -57,12 +56,13 @@ def _fallback(root: str, namespace: str, kind: str, name: str) -> str | None:
 def finished_version(ens: Ensemble, namespace: str, config: OperatorConfig) -> str:
     """The folder of the backtested version of an Ensemble whose members ran under the
     storage root (``stevie serve`` after ``stevie run``); ValueError says what to run."""
-    states = []
-    for i, m in enumerate(ens.spec.members):
-        found = None
-        if m.source_kind != "uri":
-            found = _fallback(config.storage_uri, namespace, m.source_kind, m.reference)
-        states.append(member_state(m, member_name(m, i), None, found))
+    fallbacks = {
+        n: found
+        for m, n in zip(ens.spec.members, ens.spec.member_names, strict=True)
+        if m.source_kind != "uri"
+        and (found := _fallback(config.storage_uri, namespace, m.source_kind, m.reference))
+    }
+    states = member_states(ens, {}, fallbacks)
     missing = [s.source for s in states if s.uri is None]
     if missing:
         raise ValueError(
@@ -108,10 +108,9 @@ class EnsembleKind(Kind[Observed, EnsembleWork, KindMetrics]):
         ns = namespace_of(body)
         sources: dict[str, Any] = {}
         fallbacks: dict[str, str] = {}
-        for i, m in enumerate(ens.spec.members):
+        for m, name in zip(ens.spec.members, ens.spec.member_names, strict=True):
             if m.source_kind == "uri":
                 continue
-            name = member_name(m, i)
             path = object_path(API_VERSION, KINDS[m.source_kind].plural, ns, m.reference)
             sources[name] = await ctx.api().get(path)
             if sources[name] is None:
@@ -119,11 +118,7 @@ class EnsembleKind(Kind[Observed, EnsembleWork, KindMetrics]):
                 found = await ctx.blocking(_fallback, root, ns, m.source_kind, m.reference)
                 if found:
                     fallbacks[name] = found
-        states = [
-            member_state(m, n, sources.get(n), fallbacks.get(n))
-            for i, m in enumerate(ens.spec.members)
-            for n in [member_name(m, i)]
-        ]
+        states = member_states(ens, sources, fallbacks)
         report = error = None
         if all(s.uri is not None for s in states):
             folder = version_dir(ens, ns, ctx.config, version_of(ens, member_refs(ens, states)))

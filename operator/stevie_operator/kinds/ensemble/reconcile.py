@@ -50,9 +50,9 @@ __all__ = [
     "EnsembleWork",
     "MemberState",
     "Observed",
-    "member_name",
     "member_refs",
     "member_state",
+    "member_states",
     "reconcile_ensemble",
 ]
 
@@ -93,12 +93,6 @@ class MemberState:
     waiting: str | None = None
 
 
-def member_name(member: EnsembleMember, index: int) -> str:
-    if member.name:
-        return member.name
-    return member.reference if member.source_kind != "uri" else f"member-{index}"
-
-
 def _published(kind: str, status: Mapping[str, Any]) -> str | None:
     value: Any = status
     for key in _PUBLISHED[kind]:
@@ -130,6 +124,18 @@ def member_state(
         what = ".".join(_PUBLISHED[kind])
         return MemberState(name, source, failed=f"{source} succeeded but its status has no {what}")
     return MemberState(name, source, uri=uri)
+
+
+def member_states(
+    ens: Ensemble,
+    sources: Mapping[str, Mapping[str, Any] | None],
+    fallbacks: Mapping[str, str],
+) -> list[MemberState]:
+    """Every member's state, from its source's body and any outputs it left (by name)."""
+    return [
+        member_state(m, n, sources.get(n), fallbacks.get(n))
+        for m, n in zip(ens.spec.members, ens.spec.member_names, strict=True)
+    ]
 
 
 def member_refs(ens: Ensemble, states: list[MemberState]) -> list[dict[str, Any]]:
@@ -302,11 +308,7 @@ def reconcile_ensemble(
     if ens is None:
         d = Decision("Failed", INVALID_SPEC, "; ".join(sub.problems))
     else:
-        states = [
-            member_state(m, n, observed.sources.get(n), observed.fallbacks.get(n))
-            for i, m in enumerate(ens.spec.members)
-            for n in [member_name(m, i)]
-        ]
+        states = member_states(ens, observed.sources, observed.fallbacks)
         status.members = _member_status(states)
         status.ready_members = sum(s.uri is not None for s in states)
         if any(s.uri is None for s in states):
