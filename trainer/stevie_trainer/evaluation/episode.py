@@ -17,7 +17,6 @@ from stevie_trainer.env.kernel import (
     L_NEW,
     L_OLD,
     L_TARGET,
-    L_TRADED,
     LEDGER_COLUMNS,
 )
 from stevie_trainer.env.market import Bounds, MarketData, sim_params
@@ -47,11 +46,6 @@ class Episode:
     def targets(self) -> F64:
         """The target position held after each step (what the policy chose)."""
         return self.ledger[:, L_TARGET]
-
-    @property
-    def traded(self) -> F64:
-        """Notional traded at each step, as a fraction of the equity before it."""
-        return self.ledger[:, L_TRADED]
 
     @property
     def trade_returns(self) -> F64:
