@@ -6,8 +6,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from support.paths import REPO
 
 BLOCK = """
 import importlib, pkgutil, sys
@@ -57,3 +63,33 @@ print(len(names))
     done = run_blocked({"kopf", "aiohttp", "stevie_operator"}, code)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) >= (40 if package == "stevie_trainer" else 10)
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[canonicalize_name(name)] = version.strip()
+    return pins
+
+
+def test_the_images_pin_every_dependency_and_the_same_torch() -> None:
+    """The Dockerfiles install with ``-c constraints.lock``: every package an image's extras
+    name is pinned there (an unpinned one would float between two builds of one commit), and
+    torch at the version ``make setup`` pins."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    lock = _pins(REPO / "constraints.lock")
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["trainer"],
+              *project["optional-dependencies"]["operator"]]  # fmt: skip
+    missing = [r for r in wanted if canonicalize_name(Requirement(r).name) not in lock]
+    assert not missing, f"not pinned in constraints.lock (run `make lock`): {missing}"
+    for requirement in map(Requirement, wanted):  # the pins satisfy pyproject's ranges
+        pinned = lock[canonicalize_name(requirement.name)]
+        assert requirement.specifier.contains(pinned, prereleases=True), (requirement, pinned)
+    assert lock["torch"] == _pins(REPO / "constraints.txt")["torch"]
+    for dockerfile in ("Dockerfile.trainer", "Dockerfile.operator"):
+        text = (REPO / dockerfile).read_text()
+        installs = [line for line in text.splitlines() if "pip install" in line]
+        assert installs and all("-c constraints.lock" in line for line in installs), dockerfile

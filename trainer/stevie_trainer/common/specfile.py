@@ -13,15 +13,16 @@ M = TypeVar("M", bound=BaseModel)
 
 def load_spec_text(text: str, source: str, model: type[M]) -> tuple[M, str | None]:
     """``model`` from JSON or YAML ``text``: a resource (returns its metadata.name too) or a
-    bare spec. Problems raise ValueError with one line per problem naming ``source``."""
+    bare spec. Problems raise SpecError (exit 3, not retried) with one line per problem
+    naming ``source``."""
     import yaml
-
-    from stevie_api.loader import problems
 
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ValueError(f"{source}: not valid JSON or YAML: {err}") from None
+        from stevie_api.loader import SpecError
+
+        raise SpecError([f"{source}: not valid JSON or YAML: {err}"]) from None
     name = None
     if isinstance(doc, dict) and "spec" in doc and "kind" in doc:
         name = (doc.get("metadata") or {}).get("name")
@@ -29,5 +30,8 @@ def load_spec_text(text: str, source: str, model: type[M]) -> tuple[M, str | Non
     try:
         spec = model.model_validate(doc, by_alias=True, by_name=False)
     except ValidationError as err:
-        raise ValueError("\n".join(problems(err, model, prefix=f"{source}: spec."))) from None
+        # The loader knows every kind (it imports them all): only a bad spec needs it.
+        from stevie_api.loader import SpecError, problems
+
+        raise SpecError(problems(err, model, prefix=f"{source}: spec.")) from None
     return spec, name

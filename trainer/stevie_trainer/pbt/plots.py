@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import matplotlib
+
+matplotlib.use("Agg")  # headless, before pyplot (evaluation.plots no longer sets it on import)
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes

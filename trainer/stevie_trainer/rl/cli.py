@@ -11,7 +11,6 @@ import json
 
 from pydantic import ValidationError
 
-from stevie_api.loader import problems
 from stevie_api.training import TrainingRunSpec
 
 __all__ = ["add_commands", "parse_spec"]
@@ -25,13 +24,18 @@ def parse_spec(args: argparse.Namespace) -> TrainingRunSpec:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"spec is not valid JSON: {err}") from None
+        from stevie_api.loader import SpecError
+
+        raise SpecError([f"spec is not valid JSON: {err}"]) from None
     if isinstance(doc, dict) and "spec" in doc and "kind" in doc:
         doc = doc["spec"]  # a whole TrainingRun resource is fine too
     try:
         return TrainingRunSpec.model_validate(doc, by_alias=True, by_name=False)
     except ValidationError as err:
-        raise ValueError("\n".join(problems(err, TrainingRunSpec, prefix="spec."))) from None
+        # The loader knows every kind (it imports them all): only a bad spec needs it.
+        from stevie_api.loader import SpecError, problems
+
+        raise SpecError(problems(err, TrainingRunSpec, prefix="spec.")) from None
 
 
 def _train(args: argparse.Namespace) -> int:
