@@ -1,0 +1,163 @@
+"""Stevie / Ensemble: the decision service of each Ensemble: readiness, requests by route
+and status, p50/p99 latency, the 5xx share, decisions by action, consensus and confidence,
+and each member's weight."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders.dashboard import Dashboard
+from grafana_foundation_sdk.builders.timeseries import Panel as TimeseriesPanel
+
+from stevie_operator.monitoring.panels import (
+    POD,
+    Layout,
+    Q,
+    board,
+    label_variable,
+    mean,
+    quantile,
+    rate,
+    stat,
+    timeseries,
+)
+
+REQUESTS = "stevie_serve_requests_total"
+LATENCY = "stevie_serve_request_duration_seconds"
+# Requests that are decisions: a 503 of /v2/health/ready is the readiness probe doing its
+# job while the models load, and /metrics is Prometheus (the same filter as the alert's).
+SERVED = f'{POD}, route!~"/metrics|/v2/health/.*"'
+SERVER_ERRORS = f'{SERVED}, status=~"5.."'
+# 5xx over all served requests; "or vector(0)" reads 0 while no request failed (the counter
+# has no 5xx series until one does).
+ERROR_SHARE = (
+    f"(sum ({rate(REQUESTS, SERVER_ERRORS)}) or vector(0)) / sum ({rate(REQUESTS, SERVED)})"
+)
+
+
+def _share_panel(title: str, description: str, histogram: str) -> TimeseriesPanel:
+    """Low tail, median and mean of a share histogram (consensus, confidence)."""
+    return timeseries(
+        title,
+        description,
+        "percentunit",
+        [
+            Q(quantile(0.1, histogram, POD), "p10"),
+            Q(quantile(0.5, histogram, POD), "p50"),
+            Q(mean(histogram, POD), "mean"),
+        ],
+        min_val=0,
+        max_val=1,
+    )
+
+
+def build() -> Dashboard:
+    variables = (
+        label_variable("namespace", "Namespace", "stevie_serve_ready", "namespace"),
+        label_variable(
+            "name", "Ensemble", 'stevie_serve_ready{namespace=~"$namespace"}', "stevie_name"
+        ),
+    )
+    layout = Layout(
+        board(
+            "stevie-ensemble",
+            "Stevie / Ensemble",
+            "The Ensembles' decision services: traffic, latency, errors and decisions.",
+            *variables,
+        )
+    )
+    layout.row(
+        "Service",
+        stat(
+            "Ready pods",
+            "Decision-service pods with their models loaded, per Ensemble.",
+            "short",
+            [Q(f"sum by (stevie_name) (stevie_serve_ready{{{POD}}})", "{{stevie_name}}")],
+        ),
+        stat(
+            "Serving",
+            "The ensemble version and voting method each Ensemble serves.",
+            "none",
+            [
+                Q(
+                    f"max by (name, version, method) (stevie_ensemble_info{{{POD}}})",
+                    "{{name}} {{version}} ({{method}})",
+                )
+            ],
+            names_only=True,
+        ),
+        stat(
+            "Requests / s",
+            "All HTTP requests per second.",
+            "reqps",
+            [Q(f"sum ({rate(REQUESTS, POD)})", "requests")],
+        ),
+        stat(
+            "5xx share", "Server errors over all requests.", "percentunit", [Q(ERROR_SHARE, "5xx")]
+        ),
+    )
+    layout.row(
+        "Requests",
+        timeseries(
+            "Requests / s by route and status",
+            "HTTP requests per second, by route template and status code.",
+            "reqps",
+            [Q(f"sum by (route, status) ({rate(REQUESTS, POD)})", "{{route}} {{status}}")],
+            min_val=0,
+        ),
+        timeseries(
+            "Latency",
+            "p50 and p99 request latency by route (first byte in to last byte out).",
+            "s",
+            [
+                Q(quantile(0.99, LATENCY, POD, "route"), "p99 {{route}}"),
+                Q(quantile(0.5, LATENCY, POD, "route"), "p50 {{route}}"),
+            ],
+            min_val=0,
+        ),
+        timeseries(
+            "Errors",
+            "Share of requests answered with a 5xx status.",
+            "percentunit",
+            [Q(ERROR_SHARE, "5xx share")],
+            min_val=0,
+        ),
+        timeseries(
+            "Decisions / s by action",
+            "Decisions per second, by the action level decided.",
+            "ops",
+            [
+                Q(
+                    f"sum by (action) ({rate('stevie_ensemble_decisions_total', POD)})",
+                    "action {{action}}",
+                )
+            ],
+            stack=True,
+            min_val=0,
+        ),
+    )
+    layout.row(
+        "Decisions",
+        _share_panel(
+            "Consensus",
+            "Weight share of the members voting for the decision (1 = unanimous).",
+            "stevie_ensemble_consensus",
+        ),
+        _share_panel(
+            "Confidence",
+            "The ensemble's probability of the decision it took.",
+            "stevie_ensemble_confidence",
+        ),
+        timeseries(
+            "Member weights",
+            "Each member's weight in the last decision, per Ensemble.",
+            "none",
+            [
+                Q(
+                    f"avg by (stevie_name, member) (stevie_ensemble_member_weight{{{POD}}})",
+                    "{{stevie_name}} {{member}}",
+                )
+            ],
+            min_val=0,
+            width=24,
+        ),
+    )
+    return layout.dashboard
