@@ -5,15 +5,22 @@ shares, and a place for each kind's own (``kinds/<kind>/metrics.py``), all in on
 - ``stevie_operator_reconcile_errors_total{kind}``: reconciles that raised;
 - ``stevie_operator_resources{kind,phase}``: resources known to the operator, by phase;
 - ``stevie_operator_best_validation_sharpe{kind,namespace,name}``: best validation Sharpe
-  of each resource (absent until known).
+  of each resource (absent until known);
+- ``stevie_operator_job_failures_total{kind,namespace,name}``: child Jobs of each resource
+  the operator saw failed, each Job (name and uid) counted once however often it is
+  reconciled. The series exists (at 0) from a resource's first reconcile, so ``increase()``
+  sees its first failure; Jobs already failed at that first reconcile (an operator that
+  restarted) are not counted, or every restart would count them again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -65,9 +72,17 @@ class OperatorMetrics:
             ["kind", "namespace", "name"],
             registry=self.registry,
         )
+        self.job_failures = Counter(
+            "stevie_operator_job_failures",
+            "Child Jobs of each resource seen failed (each Job counted once).",
+            ["kind", "namespace", "name"],
+            registry=self.registry,
+        )
         self._phases: dict[Key, str] = {}
         self._sharpe: set[Key] = set()
+        self._failed_jobs: dict[Key, set[str]] = {}  # failed Jobs (name/uid) already seen
         self._kinds: dict[str, KindMetrics] = {}
+        self._servers: list[tuple[WSGIServer, threading.Thread]] = []
 
     def of(self, kind: str, factory: Callable[[CollectorRegistry], KM]) -> KM:
         """The metrics of ``kind``, created with ``factory`` on first use."""
@@ -104,10 +119,25 @@ class OperatorMetrics:
             self.best_validation_sharpe.remove(*key)
             self._sharpe.discard(key)
 
+    def failed_jobs(self, kind: str, namespace: str, name: str, failed: Iterable[str]) -> None:
+        """Count the resource's failed child Jobs (``failed``: one identity per Job, e.g.
+        ``name/uid``) not seen failed before; see the module docstring for the first reconcile."""
+        key = (kind, namespace, name)
+        first_sight = key not in self._failed_jobs
+        seen = self._failed_jobs.setdefault(key, set())
+        counter = self.job_failures.labels(*key)
+        for job in failed:
+            if job not in seen:
+                seen.add(job)
+                if not first_sight:
+                    counter.inc()
+
     def forget(self, kind: str, namespace: str, name: str) -> None:
         """Drop a deleted resource from the gauges, the kind's own included."""
         self._phases.pop((kind, namespace, name), None)
         self.best_sharpe(kind, namespace, name, None)
+        if self._failed_jobs.pop((kind, namespace, name), None) is not None:
+            remove_series(self.job_failures, kind, namespace, name)
         own = self._kinds.get(kind)
         if own is not None:
             own.forget(namespace, name)
@@ -123,8 +153,17 @@ class OperatorMetrics:
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> int:
         """Serve ``/metrics`` on ``port`` in a background thread; returns the bound port."""
-        server, _thread = start_http_server(port, addr=addr, registry=self.registry)
+        server, thread = start_http_server(port, addr=addr, registry=self.registry)
+        self._servers.append((server, thread))
         return int(server.server_port)
+
+    def close(self) -> None:
+        """Stop serving (an operator stopping inside a process that goes on, e.g. a test)."""
+        while self._servers:
+            server, thread = self._servers.pop()
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
 
 
 def remove_series(gauge: Any, *labels: str) -> None:

@@ -7,6 +7,8 @@ import urllib.request
 import pytest
 from prometheus_client import generate_latest
 
+from stevie_operator.framework.children import Owned
+from stevie_operator.framework.controller import failed_jobs
 from stevie_operator.framework.metrics import OperatorMetrics
 from stevie_operator.kinds.trainingrun.metrics import TrainingRunMetrics
 
@@ -69,6 +71,9 @@ def test_metrics_are_served_over_http() -> None:
         text = response.read().decode()
     assert text == generate_latest(m.registry).decode()
     assert 'stevie_operator_resources{kind="TrainingRun",phase="Running"} 1.0' in text
+    m.close()  # the port is free again
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
 
 
 def test_a_kinds_own_metrics_live_in_the_same_registry_and_are_forgotten() -> None:
@@ -79,3 +84,29 @@ def test_a_kinds_own_metrics_live_in_the_same_registry_and_are_forgotten() -> No
     assert value(m, "stevie_operator_training_progress_ratio", namespace="ns", name="a") == 0.25
     m.forget("TrainingRun", "ns", "a")
     assert value(m, "stevie_operator_training_progress_ratio", namespace="ns", name="a") is None
+
+
+def _job(name: str, uid: str, failed: bool) -> dict[str, object]:
+    condition = {"type": "Failed" if failed else "Complete", "status": "True"}
+    return {"metadata": {"name": name, "uid": uid}, "status": {"conditions": [condition]}}
+
+
+def test_failed_child_jobs_are_counted_once_each() -> None:
+    m = OperatorMetrics()
+    failures = "stevie_operator_job_failures_total"
+    key = {"kind": "HPOStudy", "namespace": "ns", "name": "s"}
+    jobs = {"s-t0": _job("s-t0", "u0", failed=False), "s-t1": _job("s-t1", "u1", failed=True)}
+    assert failed_jobs(Owned({"Job": jobs})) == ["s-t1/u1"]
+    # First reconcile (maybe a restarted operator): what already failed is not counted,
+    # but the series exists, so increase() sees the next failure.
+    m.failed_jobs("HPOStudy", "ns", "s", failed_jobs(Owned({"Job": jobs})))
+    assert value(m, failures, **key) == 0
+    jobs["s-t2"] = _job("s-t2", "u2", failed=True)
+    for _ in range(3):  # reconciled again and again: counted once
+        m.failed_jobs("HPOStudy", "ns", "s", failed_jobs(Owned({"Job": jobs})))
+    assert value(m, failures, **key) == 1
+    jobs["s-t2"] = _job("s-t2", "u3", failed=True)  # re-created under the same name, failed
+    m.failed_jobs("HPOStudy", "ns", "s", failed_jobs(Owned({"Job": jobs})))
+    assert value(m, failures, **key) == 2
+    m.forget("HPOStudy", "ns", "s")
+    assert value(m, failures, **key) is None

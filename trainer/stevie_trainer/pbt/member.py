@@ -136,13 +136,13 @@ def _open(
 
 
 def _callbacks(
-    session: Session, store: RunStore, steps: int
+    session: Session, store: RunStore, steps: int, run: str
 ) -> tuple[list[BaseCallback], Callable[[], str | None]]:
     """Progress (and curriculum) callbacks for ``steps`` more timesteps, and the curriculum's
-    stage reader."""
+    stage reader; the metrics are labelled ``run`` (``m<member>-i<interval>``)."""
     state = session.state
     state.total_timesteps = int(session.model.num_timesteps) + steps
-    metrics = TrainerMetrics(session.prepared.market.name)
+    metrics = TrainerMetrics(run)
     metrics.serve()
     curriculum, stage = session.curriculum()
     return [*curriculum, ProgressCallback(store, state, metrics, stage=stage)], stage
@@ -175,7 +175,9 @@ def train_interval(
         return done
     session = _open(spec, member, interval, params, init, name, say)
     start_steps = int(session.model.num_timesteps)
-    callbacks, stage = _callbacks(session, store, spec.perturbation_interval)
+    callbacks, stage = _callbacks(
+        session, store, spec.perturbation_interval, f"m{member}-i{interval}"
+    )
     clock.lap("setup_seconds")
     session.model.learn(
         spec.perturbation_interval, callback=callbacks, reset_num_timesteps=False,

@@ -21,6 +21,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
 import stevie_trainer
+from stevie_api.changes import changed_paths
 from stevie_api.training import TrainingRunSpec
 from stevie_trainer.common import storage
 from stevie_trainer.common.artifacts import RunStore, iso_now
@@ -48,14 +49,35 @@ def spec_json(spec: TrainingRunSpec) -> dict[str, Any]:
     return spec.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
+# Where and how the pods run, not what they train: a run resumed by a Job with another
+# image, deadline or node selector (a re-created Job, an upgraded operator) is the same run.
+_NOT_TRAINED = frozenset(
+    f"spec.{name}"
+    for name in (
+        "image",
+        "imagePullPolicy",
+        "resources",
+        "nodeSelector",
+        "tolerations",
+        "backoffLimit",
+        "activeDeadlineSeconds",
+        "serviceAccountName",
+    )
+)
+
+
 def claim(store: RunStore, spec: TrainingRunSpec) -> None:
-    """Record the spec under ``out``, or check it is the one already there."""
+    """Record the spec under ``out``, or check it trains what the one already there trains.
+    Compared normalised (:func:`stevie_api.changes.changed_paths`): a spec.json written
+    before a defaulted field was added is the same spec."""
     mine = spec_json(spec)
     theirs = store.read_json("spec.json")
     if theirs is None:
         store.write_json("spec.json", mine)
-    elif theirs != mine:
-        changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        return
+    changed = changed_paths(theirs, spec, type(spec))
+    changed = [p for p in changed if ".".join(p.split(".")[:2]) not in _NOT_TRAINED]
+    if changed:
         raise RunConflictError(
             f"{store.out} holds a run of a different spec (differs in: {', '.join(changed)}); "
             "use another --out, or delete it to start over"
@@ -85,7 +107,8 @@ def train(
     session = open_session(
         spec, say, name=name, checkpoint=store.latest_checkpoint(), tensorboard_log=str(tb_dir)
     )
-    metrics = TrainerMetrics(session.prepared.market.name)
+    # Labelled by the run (its folder's name: the TrainingRun's, or a trial's), not the market.
+    metrics = TrainerMetrics(name or store.out.rstrip("/").rsplit("/", 1)[-1])
     port = metrics.serve()
     if port:
         say(f"metrics on :{port}/metrics")

@@ -3,8 +3,9 @@
 - ``stevie_operator_hpo_trials{namespace,name,state}``: trials of each HPOStudy by state
   (running, completed, pruned, failed);
 - ``stevie_operator_hpo_best_value{namespace,name}``: the best trial's (first) objective value;
-- ``stevie_operator_hpo_trial_duration_seconds{state}``: wall-clock time of finished trials
-  (Optuna's start to completion), observed once per trial when the operator sees it finished.
+- ``stevie_operator_hpo_trial_duration_seconds{namespace,name,state}``: wall-clock time of
+  finished trials (Optuna's start to completion), observed once per trial when the operator
+  sees it finished; state is the final one (completed, pruned, failed).
   Trials that finished before the operator first saw their study (e.g. while it was
   restarting) are not observed: a new process would otherwise count them a second time.
 """
@@ -17,9 +18,10 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from stevie_operator.framework.metrics import KindMetrics, remove_series
 
-__all__ = ["TRIAL_STATES", "HPOStudyMetrics"]
+__all__ = ["FINISHED_STATES", "TRIAL_STATES", "HPOStudyMetrics"]
 
 TRIAL_STATES = ("running", "completed", "pruned", "failed")
+FINISHED_STATES = ("completed", "pruned", "failed")
 
 
 class HPOStudyMetrics(KindMetrics):
@@ -41,8 +43,8 @@ class HPOStudyMetrics(KindMetrics):
         )
         self.trial_duration = Histogram(
             "stevie_operator_hpo_trial_duration_seconds",
-            "Wall-clock duration of finished HPO trials, by final state.",
-            ["state"],
+            "Wall-clock duration of finished HPO trials, by study and final state.",
+            ["namespace", "name", "state"],
             registry=registry,
             buckets=(1, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400),
         )
@@ -71,10 +73,12 @@ class HPOStudyMetrics(KindMetrics):
                 continue
             seen.add(number)
             if not first_sight and seconds is not None:
-                self.trial_duration.labels(state).observe(seconds)
+                self.trial_duration.labels(namespace, name, state).observe(seconds)
 
     def forget(self, namespace: str, name: str) -> None:
         if self._seen.pop((namespace, name), None) is not None:
             for state in TRIAL_STATES:
                 remove_series(self.trials, namespace, name, state)
+            for state in FINISHED_STATES:
+                remove_series(self.trial_duration, namespace, name, state)
         remove_series(self.best_value, namespace, name)

@@ -22,12 +22,19 @@ def test_hpo_study_trials_best_value_and_durations_once_per_trial() -> None:
     own.observe("ns", "s", counts, 1.5, finished)
     own.observe("ns", "s", counts, 1.5, finished)  # seen again: not observed again
     duration = "stevie_operator_hpo_trial_duration_seconds_count"
-    assert value(m, duration, state="completed") == 1
-    assert value(m, duration, state="failed") == 1
+    study = {"namespace": "ns", "name": "s"}
+    assert value(m, duration, **study, state="completed") == 1
+    assert value(m, duration, **study, state="failed") == 1
+    total = "stevie_operator_hpo_trial_duration_seconds_sum"
+    assert value(m, total, **study, state="completed") == 90
     assert value(m, "stevie_operator_hpo_best_value", namespace="ns", name="s") == 1.5
     # A study first seen with finished trials (operator restart): they are not observed.
     own.observe("ns", "old", counts, None, [(0, "completed", 10.0)])
-    assert value(m, duration, state="completed") == 1
+    assert value(m, duration, namespace="ns", name="old", state="completed") is None
+    own.observe("ns", "old", counts, None, [(0, "completed", 10.0), (1, "pruned", 4.0)])
+    assert value(m, duration, namespace="ns", name="old", state="pruned") == 1
     m.forget("HPOStudy", "ns", "s")
+    assert value(m, duration, **study, state="completed") is None
+    assert value(m, duration, namespace="ns", name="old", state="pruned") == 1
     assert value(m, "stevie_operator_hpo_trials", namespace="ns", name="s", state="failed") is None
     assert value(m, "stevie_operator_hpo_best_value", namespace="ns", name="s") is None
