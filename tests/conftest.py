@@ -1,18 +1,23 @@
 """Fixtures of every test: real market data (shared or bundled) and a real S3 server on
-loopback (moto's server mode), and tiny trained ensemble members."""
+loopback (moto's server mode), tiny trained ensemble members, and an emulated cluster
+(kmock) the operator talks to."""
 
 from __future__ import annotations
 
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from stevie_trainer.common import storage
 from support.data import MarketFiles
 from support.ensemble import TrainedMembers, train_members
+
+if TYPE_CHECKING:
+    from support.kmock import Cluster
 
 
 @pytest.fixture(scope="session")
@@ -90,3 +95,16 @@ def trained_members(tmp_path_factory: pytest.TempPathFactory) -> TrainedMembers:
     """A tiny PPO, DQN and BC-initialised PPO (window 10) trained on GOOGL dailies, once
     per session (see :mod:`support.ensemble`)."""
     return train_members(tmp_path_factory.mktemp("members"))
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    """kmock on loopback; the operator's settings point at it and at ``tmp_path/data``
+    (imported here, not at the top: only operator and chart tests need kopf)."""
+    from support.kmock import Cluster
+
+    with Cluster() as c:
+        monkeypatch.setenv("STEVIE_KUBE_SERVER", c.url)
+        monkeypatch.setenv("STEVIE_STORAGE_URI", (tmp_path / "data").as_uri())
+        monkeypatch.setenv("STEVIE_METRICS_PORT", "0")
+        yield c

@@ -41,6 +41,7 @@ __all__ = [
     "datasource_variable",
     "label_variable",
     "mean",
+    "percentiles",
     "quantile",
     "rate",
     "stat",
@@ -94,6 +95,14 @@ def quantile(q: float, histogram: str, matchers: str, by: str = "") -> str:
     """The ``q`` quantile of a histogram's recent observations, per ``by`` labels."""
     labels = f"le, {by}" if by else "le"
     return f"histogram_quantile({q}, sum by ({labels}) ({rate(histogram + '_bucket', matchers)}))"
+
+
+def percentiles(
+    levels: Sequence[float], histogram: str, matchers: str, by: str = "", legend: str = ""
+) -> list[Q]:
+    """One query per level (``pNN`` legends, then ``legend``, e.g. ``{{kind}}``)."""
+    suffix = f" {legend}" if legend else ""
+    return [Q(quantile(q, histogram, matchers, by), f"p{round(q * 100)}{suffix}") for q in levels]
 
 
 def mean(histogram: str, matchers: str, by: str = "") -> str:

@@ -14,7 +14,7 @@ from stevie_operator.monitoring.panels import (
     board,
     label_variable,
     mean,
-    quantile,
+    percentiles,
     rate,
     stat,
     timeseries,
@@ -40,8 +40,7 @@ def _share_panel(title: str, description: str, histogram: str) -> TimeseriesPane
         description,
         "percentunit",
         [
-            Q(quantile(0.1, histogram, POD), "p10"),
-            Q(quantile(0.5, histogram, POD), "p50"),
+            *percentiles((0.1, 0.5), histogram, POD),
             Q(mean(histogram, POD), "mean"),
         ],
         min_val=0,
@@ -107,10 +106,7 @@ def build() -> Dashboard:
             "Latency",
             "p50 and p99 request latency by route (first byte in to last byte out).",
             "s",
-            [
-                Q(quantile(0.99, LATENCY, POD, "route"), "p99 {{route}}"),
-                Q(quantile(0.5, LATENCY, POD, "route"), "p50 {{route}}"),
-            ],
+            percentiles((0.99, 0.5), LATENCY, POD, "route", "{{route}}"),
             min_val=0,
         ),
         timeseries(

@@ -11,7 +11,7 @@ from stevie_operator.monitoring.panels import (
     Q,
     board,
     label_variable,
-    quantile,
+    percentiles,
     stat,
     timeseries,
 )
@@ -86,10 +86,7 @@ def build() -> Dashboard:
             "Trial duration",
             "p50 and p95 wall time of trials finished recently, by final state.",
             "s",
-            [
-                Q(quantile(0.5, DURATION, RES, "state"), "p50 {{state}}"),
-                Q(quantile(0.95, DURATION, RES, "state"), "p95 {{state}}"),
-            ],
+            percentiles((0.5, 0.95), DURATION, RES, "state", "{{state}}"),
             min_val=0,
         ),
         timeseries(

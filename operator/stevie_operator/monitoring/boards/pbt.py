@@ -11,7 +11,7 @@ from stevie_operator.monitoring.panels import (
     Q,
     board,
     label_variable,
-    quantile,
+    percentiles,
     stat,
     timeseries,
 )
@@ -117,10 +117,7 @@ def build() -> Dashboard:
             "Interval duration",
             "p50 and p95 wall time of completed member intervals (Job start to completion).",
             "s",
-            [
-                Q(quantile(0.5, DURATION, RES, BY), "p50 {{name}}"),
-                Q(quantile(0.95, DURATION, RES, BY), "p95 {{name}}"),
-            ],
+            percentiles((0.5, 0.95), DURATION, RES, BY, "{{name}}"),
             min_val=0,
             width=8,
         ),
