@@ -28,7 +28,7 @@ _MAX_SHOWN = 60
 _UNION_TAGS = {"bool", "int", "float", "str", "none", "list", "dict"}
 
 
-class SpecError(Exception):
+class SpecError(ValueError):
     """Invalid resource(s). str() is one line per problem; `problems` lists them."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -141,6 +141,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return trainer_main(argv)
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """The objects the operator would create first for each resource in the file, as it
+    builds them (:mod:`stevie_operator.preview`): YAML documents, or a JSON v1 List."""
+    import json
+    import textwrap
+
+    import yaml
+
+    from stevie_api.loader import load_resources
+    from stevie_operator.framework.config import OperatorConfig
+    from stevie_operator.preview import PLACEHOLDER_UID, preview
+
+    found = preview(load_resources(Path(args.file)), OperatorConfig.from_env(), args.namespace)
+    if args.output == "json":
+        for p in found:
+            for note in p.notes:
+                print(f"{p.resource}: {note}", file=sys.stderr)
+        items = [o for p in found for o in p.objects]
+        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2))
+        return 0
+    header = (
+        f"stevie plan {args.file}: what the operator creates first for each resource, as it "
+        "builds them (operator settings from STEVIE_* in this environment). The "
+        f"ownerReferences' uid {PLACEHOLDER_UID} is a placeholder: the API server assigns "
+        "the resource's own."
+    )
+    print(textwrap.indent(textwrap.fill(header, 98), "# "))
+    for p in found:
+        print(f"# {p.resource} in namespace {p.namespace}: {len(p.objects)} object(s)")
+        for note in p.notes:
+            print(textwrap.indent(textwrap.fill(note, 94), "#   "))
+        for obj in p.objects:
+            print("---")
+            print(yaml.safe_dump(obj, sort_keys=False, width=100), end="")
+    return 0
+
+
 def cmd_operator(args: argparse.Namespace) -> int:
     from stevie_operator.app import main as operator_main
 
@@ -188,8 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
         "operator",
         help="run the operator (kopf run -m stevie_operator.app; default --standalone -A)",
     )
-    p.add_argument("kopf_args", nargs=argparse.REMAINDER, help="options passed to kopf run")
+    p.add_argument("kopf_args", nargs="*", help="options passed to kopf run, as given")
     p.set_defaults(func=cmd_operator)
+
+    p = sub.add_parser(
+        "plan", help="print the objects the operator would create for the resources in a file"
+    )
+    p.add_argument("file", help="YAML with the resource(s)")
+    p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml", help="(yaml)")
+    p.add_argument("-n", "--namespace", help="namespace of resources that name none (default)")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("validate", help="validate resource YAML files against the models")
     p.add_argument("files", nargs="+")
@@ -201,9 +246,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv``; everything after ``operator`` goes to kopf untouched (argparse's
+    REMAINDER refuses a remainder that starts with an option such as ``--standalone``)."""
+    command = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), None)
+    if command is not None and argv[command] == "operator":
+        args = parser.parse_args([*argv[: command + 1]])
+        args.kopf_args = list(argv[command + 1 :])
+        return args
+    return parser.parse_args(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, sys.argv[1:] if argv is None else list(argv))
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -4,9 +4,12 @@ processes) run. Each subpackage adds its own commands: ``train`` (:mod:`.rl.cli`
 ``pbt-finish`` (:mod:`.pbt.cli`), ``ensemble-backtest`` (:mod:`.ensemble.cli`) and
 ``ensemble-serve`` (:mod:`.serving.cli`).
 
-Exit 0 when the work is complete, 1 on bad input or a failed run, with one
-``stevie-trainer: error: ...`` line per problem on stderr (never a traceback unless
-``--debug``), 130 when interrupted. Running a command again with the same ``--out`` resumes.
+Exit codes (:mod:`stevie_api.exit_codes`, which the operator's Job podFailurePolicy reads):
+0 when the work is complete; 1 a crash or a transient failure (retried); 2 a usage error;
+3 bad input (spec, data, storage URI: not retried); 4 a conflicting run under the same
+``--out`` (not retried); 130 interrupted. Each error prints one ``stevie-trainer: error:
+...`` line per problem on stderr (never a traceback unless ``--debug``). Running a command
+again with the same ``--out`` resumes.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from stevie_trainer.env.jitcache import seed_cache
+
+    seed_cache()  # the image's compiled kernels, before any command loads one
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.func
     try:
@@ -47,11 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        from stevie_trainer.common.errors import user_error_lines
+        from stevie_trainer.common.errors import exit_code, user_error_lines
 
         for line in user_error_lines(exc, prog="stevie-trainer"):
             print(line, file=sys.stderr)
-        return 1
+        return exit_code(exc)
 
 
 def warm_up(argv: Sequence[str]) -> bool:

@@ -6,6 +6,24 @@ scheduling, retries and deadline of a TrainingRun spec (a TrainingRun's own, or 
 of an HPOStudy or a PBTPopulation), the storage volume or S3 settings, and a restricted
 security context (non-root, read-only root file system, no capabilities). Every command
 resumes when run again with the same ``--out``, so pod retries (``backoffLimit``) are safe.
+
+What a real cluster does to Jobs, and how the manifest answers it:
+
+* a finished Job and its pod are deleted ``ttlSecondsAfterFinished`` after they end
+  (``STEVIE_JOB_TTL_SECONDS``): a population's hundreds of interval Jobs do not pile up, and
+  every kind keeps the outcome of a finished Job that is gone (status, storage);
+* ``podReplacementPolicy: Failed``: a replacement pod starts only once the old one has fully
+  terminated, so two pods never write the same ``--out`` (an evicted pod still shutting
+  down, a new one starting);
+* ``podFailurePolicy``: the Job fails at once when the trainer exits with a code no retry
+  can fix (:data:`stevie_api.exit_codes.FAIL_JOB`: usage, bad input, conflict), and a pod
+  disrupted by preemption, eviction or a node drain (pod condition ``DisruptionTarget``) is
+  replaced without counting against ``backoffLimit``; crashes and OOM kills are retried;
+* no service account token (the trainer never calls the API), no Istio sidecar (a sidecar
+  that never exits keeps a Job from completing), ``fsGroupChangePolicy: OnRootMismatch``
+  (no recursive chown of the shared volume at every pod start), and
+  ``terminationMessagePolicy: FallbackToLogsOnError`` (the last log lines of a failed pod
+  show in its status and ``kubectl describe``).
 """
 
 from __future__ import annotations
@@ -15,16 +33,18 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Protocol
 
-from stevie_api import API_VERSION
+from stevie_api import API_VERSION, exit_codes
 from stevie_api.common import ObjectMeta
 from stevie_api.naming import label_value
 from stevie_api.runtime import ImagePullPolicy, Resources, StorageSpec, Toleration
 from stevie_operator.framework.config import OperatorConfig
 
 __all__ = [
+    "CONTAINER",
     "KIND_LABEL",
     "MANAGED_BY",
     "NAME_LABEL",
+    "NO_SIDECAR",
     "ROLE_LABEL",
     "TRAINER_METRICS_PORT",
     "Owner",
@@ -45,6 +65,10 @@ ROLE_LABEL = "stevie.dev/role"
 TRAINER_UID = 65532  # "nonroot" in distroless-style images
 TRAINER_METRICS_PORT = 9090
 TMP_MOUNT = "/tmp"
+CONTAINER = "trainer"
+NO_SIDECAR = {"sidecar.istio.io/inject": "false"}
+"""Pod annotations of every Job's pods: an injected mesh sidecar never exits, so the pod,
+and the Job, would never complete."""
 
 
 class _Resource(Protocol):
@@ -165,8 +189,9 @@ def _storage(run_spec: PodSettings, config: OperatorConfig) -> _Storage:
     endpoint = spec.s3_endpoint_url or config.s3_endpoint_url
     if endpoint:
         found.env.append({"name": "STEVIE_S3_ENDPOINT_URL", "value": endpoint})
-    if spec.s3_secret_ref:
-        found.env_from.append({"secretRef": {"name": spec.s3_secret_ref}})
+    secret = spec.s3_secret_ref or config.s3_secret
+    if secret:
+        found.env_from.append({"secretRef": {"name": secret}})
     return found
 
 
@@ -183,7 +208,7 @@ def _container(
     run: TrainerCommand, run_spec: PodSettings, config: OperatorConfig, store: _Storage
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
-        "name": "trainer",
+        "name": CONTAINER,
         "image": run_spec.image or config.trainer_image,
         "command": ["python", "-m", "stevie_trainer", run.command],
         "args": list(run.args),
@@ -200,6 +225,7 @@ def _container(
         "ports": [{"name": "metrics", "containerPort": TRAINER_METRICS_PORT}],
         "resources": _resources(run_spec),
         "volumeMounts": [{"name": "tmp", "mountPath": TMP_MOUNT}, *store.mounts],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -215,22 +241,29 @@ def _container(
 
 
 def _pod_spec(
-    container: dict[str, Any], run_spec: PodSettings, store: _Storage, restart: str = "Never"
+    container: dict[str, Any],
+    run_spec: PodSettings,
+    config: OperatorConfig,
+    store: _Storage,
+    restart: str = "Never",
 ) -> Any:
     pod_spec: dict[str, Any] = {
         "restartPolicy": restart,
+        "automountServiceAccountToken": False,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": TRAINER_UID,
             "runAsGroup": TRAINER_UID,
             "fsGroup": TRAINER_UID,
+            "fsGroupChangePolicy": "OnRootMismatch",
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {}}, *store.volumes],
     }
-    if run_spec.service_account_name:
-        pod_spec["serviceAccountName"] = run_spec.service_account_name
+    account = run_spec.service_account_name or config.trainer_service_account
+    if account:
+        pod_spec["serviceAccountName"] = account
     if run_spec.node_selector:
         pod_spec["nodeSelector"] = dict(run_spec.node_selector)
     if run_spec.tolerations:
@@ -250,11 +283,32 @@ def pod_template(
     """The trainer pod template (metadata and spec) running ``run``: what a Job and the
     Ensemble's Deployment both run."""
     store = _storage(run_spec, config)
-    spec = _pod_spec(_container(run, run_spec, config, store), run_spec, store, restart)
+    spec = _pod_spec(_container(run, run_spec, config, store), run_spec, config, store, restart)
     metadata: dict[str, Any] = {"labels": dict(labels)}
     if annotations:
         metadata["annotations"] = dict(annotations)
     return {"metadata": metadata, "spec": spec}
+
+
+def _pod_failure_policy() -> dict[str, Any]:
+    """Disruptions first: a preempted or evicted pod is replaced, whatever its exit code;
+    then the trainer's hopeless exit codes fail the Job; anything else counts as usual."""
+    return {
+        "rules": [
+            {
+                "action": "Ignore",
+                "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+            },
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": CONTAINER,
+                    "operator": "In",
+                    "values": list(exit_codes.FAIL_JOB),
+                },
+            },
+        ]
+    }
 
 
 def trainer_job(
@@ -269,16 +323,22 @@ def trainer_job(
     annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The batch/v1 Job running ``run`` in the one pod template every kind shares
-    (deterministic: the same inputs give the same dict)."""
+    (deterministic: the same inputs give the same dict). ``annotations`` go on the Job and
+    its pods."""
     labels = {**owner_labels(owner.kind, owner.name, owner.labels), **(labels or {})}
+    pod_annotations = {**NO_SIDECAR, **(annotations or {})}
     job_spec: dict[str, Any] = {
         "backoffLimit": run_spec.backoff_limit,
         "completions": 1,
         "parallelism": 1,
-        "template": pod_template(run, run_spec, config, labels),
     }
+    if config.job_ttl_seconds is not None:
+        job_spec["ttlSecondsAfterFinished"] = config.job_ttl_seconds
     if run_spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = run_spec.active_deadline_seconds
+    job_spec["podReplacementPolicy"] = "Failed"
+    job_spec["podFailurePolicy"] = _pod_failure_policy()
+    job_spec["template"] = pod_template(run, run_spec, config, labels, annotations=pod_annotations)
     metadata: dict[str, Any] = {
         "name": name,
         "namespace": namespace,

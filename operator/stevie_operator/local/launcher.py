@@ -31,6 +31,8 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from stevie_api import exit_codes
+
 __all__ = ["LocalLauncher", "Process"]
 
 _POD_ONLY = ("HOME", "MPLCONFIGDIR", "STEVIE_METRICS_PORT")
@@ -112,7 +114,7 @@ class Process:
             "type": "Failed",
             "status": "True",
             "reason": "TrainerExited",
-            "message": f"the trainer exited with code {code}{where}",
+            "message": f"the trainer {exit_codes.describe(code)} (exit {code}){where}",
             "lastTransitionTime": ended,
         }
         return status | {"failed": 1, "conditions": [condition]}

@@ -59,7 +59,7 @@ def test_a_failing_process_is_a_failed_job_naming_its_exit_code_and_log(tmp_path
     assert status is not None and status["failed"] == 1 and "active" not in status
     phase, reason, message, _ = job_outcome({"metadata": {"name": "bad"}, "status": status})
     assert (phase, reason) == ("Failed", "TrainerExited")
-    assert "exited with code 3" in message and str(log) in message
+    assert "the trainer refused its input (exit 3)" in message and str(log) in message
     assert log.read_text().strip() == "boom"
     assert launcher.status("never") is None
 

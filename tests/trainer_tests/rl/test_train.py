@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from stevie_api import exit_codes
 from stevie_api.training import TrainingRunSpec
 from stevie_trainer.common.artifacts import RunStore
 from stevie_trainer.data.ohlcv import load_ohlcv
@@ -163,7 +164,7 @@ def test_bad_spec_is_one_line_per_problem(tmp_path: Path) -> None:
         text=True,
         timeout=120,
     )
-    assert done.returncode == 1
+    assert done.returncode == exit_codes.BAD_INPUT  # the Job fails at once (podFailurePolicy)
     assert "Traceback" not in done.stderr
     assert done.stderr.strip() == (
         "stevie-trainer: error: spec.ppo.learningRate: must be > 0.0 (got -1)"

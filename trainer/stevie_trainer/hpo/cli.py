@@ -63,7 +63,11 @@ def _run(args: argparse.Namespace) -> int:
 
         trial = run_trial(spec, study_name, args.storage, args.trial_number, args.out)
         print(json.dumps({"event": "trial", "number": trial.number, "state": trial.state.name}))
-        return 0 if trial.state.name in ("COMPLETE", "PRUNED") else 1
+        if trial.state.name in ("COMPLETE", "PRUNED"):
+            return 0
+        from stevie_api import exit_codes
+
+        return exit_codes.TRIAL_FAILED  # recorded as FAIL: a retry would find it failed
     if args.command == "hpo-finish":
         from stevie_trainer.hpo.finish import finish_study
 
