@@ -19,7 +19,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import jsonpatch
 import kmock
@@ -32,23 +32,85 @@ from stevie_operator.app import register
 
 EVENTS = "/api/v1/namespaces/default/events"
 JOBS = "/apis/batch/v1/namespaces/default/jobs"
+LEASE_GROUP = "coordination.k8s.io"  # leader election's Leases
 T = TypeVar("T")
+
+
+class Call(NamedTuple):
+    """One request the emulator served, as RBAC sees it (``group`` "" is the core group;
+    ``resource`` None for a non-resource URL such as discovery)."""
+
+    method: str
+    action: str | None
+    group: str | None
+    resource: str | None
+    subresource: str | None
+    namespace: str | None
+    name: str | None
+    user_agent: str
 
 
 class Emulator(kmock.KubernetesEmulator):
     """kmock plus what an API server does that kmock leaves out: metadata (uid,
-    resourceVersion, generation, generateName) and 422 for a failed JSON-patch test."""
+    resourceVersion, generation, generateName), 422 for a failed JSON-patch test, and 409 for
+    a merge patch whose ``metadata.resourceVersion`` is not the object's (a precondition: the
+    Lease of leader election relies on it). ``calls`` records every request (the RBAC test
+    derives the permissions from them)."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.created: Counter[str] = Counter()
+        self.calls: list[Call] = []
         self.last_write = time.monotonic()
         self._versions = itertools.count(1)
+        self._writing = asyncio.Lock()  # a precondition is checked and applied at once
+
+    def _record(self, request: Any) -> None:
+        res = request.resource
+        action = getattr(request.action, "value", None)
+        self.calls.append(
+            Call(
+                method=str(getattr(request.method, "value", request.method)).upper(),
+                action=str(action) if action is not None else None,
+                group=res.group if res is not None else None,
+                resource=res.plural if res is not None else None,
+                subresource=request.subresource,
+                namespace=request.namespace,
+                name=request.name,
+                user_agent=str(request.headers.get("User-Agent", "")),
+            )
+        )
 
     async def _handle(self, request: Any) -> Any:
-        data = request.data
-        if request.action in (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE):
+        self._record(request)
+        if request.action not in (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE):
+            return await self._serve(request)
+        if getattr(request.resource, "group", None) != LEASE_GROUP:  # renewals are no work
             self.last_write = time.monotonic()
+        async with self._writing:
+            self._check_precondition(request)
+            return await self._serve(request)
+
+    def _check_precondition(self, request: Any) -> None:
+        """409 Conflict for a stale ``metadata.resourceVersion`` in a merge patch, as the API
+        server answers (kmock applies the patch regardless)."""
+        data = request.data
+        if request.action != kmock.action.UPDATE or not isinstance(data, dict):
+            return
+        wanted = (data.get("metadata") or {}).get("resourceVersion")
+        key = (request.resource, request.namespace, request.name)
+        if wanted is None or key not in self.objects:
+            return
+        current = self.objects[key].get("metadata", {}).get("resourceVersion")
+        if str(wanted) != str(current):
+            raise kmock.KubernetesError(
+                status=409,
+                reason="Conflict",
+                message=f"the object has been modified (resourceVersion {current}, not {wanted})",
+            )
+
+    async def _serve(self, request: Any) -> Any:
+        data = request.data
         if request.resource is not None and isinstance(data, dict):
             meta = data.setdefault("metadata", {})
             if request.action == kmock.action.CREATE:
@@ -144,7 +206,7 @@ class Cluster:
         ]
 
     def settle(self, quiet: float = 0.3, timeout: float = 5.0) -> None:
-        """Wait until nothing was written for ``quiet`` seconds: kopf has no event left to
+        """Wait until nothing (but Lease renewals) was written for ``quiet`` s: no event left to
         process. Stop an operator only then: a timer that kopf spawns while it is already
         stopping would hang the exit for 5 s."""
         assert self.emulator is not None
@@ -169,10 +231,11 @@ def wait_for(fetch: Callable[[], T | None], timeout: float = 10.0, what: str = "
         time.sleep(0.05)
 
 
-def operator() -> KopfRunner:
-    """Stevie's operator (every kind), ready to run in a thread with ``with operator():``."""
-    registry = kopf.OperatorRegistry()
-    register(registry, interval=1.0)
+def operator(registry: kopf.OperatorRegistry | None = None, **options: Any) -> KopfRunner:
+    """Stevie's operator (every kind), ready to run in a thread with ``with operator():``;
+    ``options`` go to :func:`stevie_operator.app.register` (e.g. a leader ``identity``)."""
+    registry = registry or kopf.OperatorRegistry()
+    register(registry, **({"interval": 1.0} | options))
     settings = kopf.OperatorSettings()
     settings.networking.request_timeout = 10
     # Per-object workers linger this long after their last event, and a stopping operator
