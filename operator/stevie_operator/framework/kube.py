@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlencode
 
-__all__ = ["KubeAPI", "KubeError", "ObjectPath", "object_path", "parse_path"]
+__all__ = ["KubeAPI", "KubeError", "ObjectPath", "field_selector", "object_path", "parse_path"]
 
 
 class KubeError(Exception):
@@ -62,6 +62,14 @@ def object_path(
         if subresource:
             path += f"/{subresource}"
     return path
+
+
+def field_selector(path: str, fields: Mapping[str, str]) -> str:
+    """A collection path whose LIST the API server filters by field (``involvedObject.uid``
+    of Events). A request, like a label selector: emulators ignore it, so the caller
+    filters what comes back too (:func:`parse_path` drops the query)."""
+    selector = ",".join(f"{key}={value}" for key, value in fields.items())
+    return f"{path}?{urlencode({'fieldSelector': selector})}"
 
 
 @dataclass(frozen=True)
