@@ -26,6 +26,7 @@ CRD_HEADER = "# Generated from stevie_api by `stevie crds` (make crds): do not e
 
 _PRESERVE = "x-kubernetes-preserve-unknown-fields"
 _INT_OR_STRING = "x-kubernetes-int-or-string"
+_INT_OR_STRING_BRANCHES = ({"type": "integer"}, {"type": "string"})
 _TYPES = {"object", "array", "string", "integer", "number", "boolean"}
 _KEY_ORDER = (
     "description",
@@ -129,8 +130,9 @@ class _Converter:
                 continue
             else:
                 out[key] = value
-        if out.get(_INT_OR_STRING):
+        if out.get(_INT_OR_STRING):  # as Kubernetes writes IntOrString and Quantity
             out.pop("type", None)
+            out["anyOf"] = [dict(branch) for branch in _INT_OR_STRING_BRANCHES]
         if "enum" in out and "type" not in out:
             out["type"] = _json_type(out["enum"][0])
         return _ordered(out)
@@ -263,7 +265,8 @@ def structural_violations(schema: dict[str, Any], path: str = "") -> list[str]:
     """Reasons why a schema is not a structural schema Kubernetes accepts (empty: fine).
 
     Checks: no $ref/$defs, only JSONSchemaProps keys, every node typed (except
-    preserve-unknown-fields and int-or-string nodes), no types in anyOf/oneOf/allOf/not,
+    preserve-unknown-fields and int-or-string nodes), no types in anyOf/oneOf/allOf/not (but
+    an int-or-string node's ``anyOf: [{type: integer}, {type: string}]``),
     OpenAPI 3.0 boolean exclusive bounds, no uniqueItems, properties and additionalProperties
     not together, arrays with items, and at the root a bare `metadata: {type: object}`.
     """
@@ -292,6 +295,9 @@ def structural_violations(schema: dict[str, Any], path: str = "") -> list[str]:
     if kind == "array" and not isinstance(schema.get("items"), dict):
         problems.append(f"{where}: array without an items schema")
     for key in ("anyOf", "oneOf", "allOf", "not"):
+        int_or_string = key == "anyOf" and schema.get(_INT_OR_STRING) is True
+        if int_or_string and schema[key] == list(_INT_OR_STRING_BRANCHES):
+            continue  # the one typed anyOf Kubernetes allows (x-kubernetes-int-or-string)
         if key in schema:
             branches = schema[key] if isinstance(schema[key], list) else [schema[key]]
             for branch in branches:

@@ -68,7 +68,7 @@ KINDS: dict[str, KindInfo] = {
             "TrainingRun",
             "trainingruns",
             "trainingrun",
-            "tr",
+            "strun",
             TrainingRun,
             (
                 _PHASE,

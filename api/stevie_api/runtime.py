@@ -5,18 +5,25 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic.config import JsonDict
 
 from stevie_api.common import StevieModel
 
-__all__ = ["ImagePullPolicy", "Resources", "StorageSpec", "Toleration"]
+__all__ = ["QUANTITY_PATTERN", "ImagePullPolicy", "Resources", "StorageSpec", "Toleration"]
 
 ImagePullPolicy = Literal["Always", "IfNotPresent", "Never"]
 
-# Kubernetes' resource.Quantity syntax.
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
-_INT_OR_STRING: JsonDict = {"x-kubernetes-int-or-string": True}
+# Kubernetes' resource.Quantity syntax: the pattern controller-gen writes into CRDs.
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?"
+    r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+_QUANTITY = re.compile(QUANTITY_PATTERN)
+# A Kubernetes quantity is an integer or a string (never a float: the API server refuses
+# `cpu: 0.5` for an int-or-string field), as resource.Quantity is in Kubernetes' own CRDs.
+_INT_OR_STRING: JsonDict = {"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}
+_FLOAT_HINT = {"cpu": 'write cpu: 500m or cpu: "0.5"', "memory": 'write memory: "512Mi"'}
 
 
 class StorageSpec(StevieModel):
@@ -65,20 +72,31 @@ class Resources(StevieModel):
 
     cpu: str = Field(
         default="1",
-        description='CPU (Kubernetes quantity: "2", "500m").',
+        description='CPU: a Kubernetes quantity, an integer or a string (2, "500m", "0.5").',
         json_schema_extra=_INT_OR_STRING,
     )
     memory: str = Field(
         default="2Gi",
-        description='Memory (Kubernetes quantity: "2Gi", "512Mi").',
+        description='Memory: a Kubernetes quantity ("2Gi", "512Mi").',
         json_schema_extra=_INT_OR_STRING,
     )
     gpu: int = Field(default=0, ge=0, description="NVIDIA GPUs (nvidia.com/gpu); 0 for none.")
 
     @field_validator("cpu", "memory", mode="before")
     @classmethod
-    def _number_to_str(cls, value: object) -> object:
-        if isinstance(value, int | float) and not isinstance(value, bool):
+    def _int_to_str(cls, value: object, info: ValidationInfo) -> object:
+        """Integers become strings (pod manifests take strings); floats are refused, as the
+        API server refuses them for an int-or-string field."""
+        if isinstance(value, float):
+            name = str(info.field_name)
+            hint = _FLOAT_HINT.get(name, "quote it")
+            if value.is_integer():
+                hint = f"write {name}: {int(value)}"
+            raise ValueError(
+                f"{value!r} is a float, which Kubernetes does not take for a quantity (an "
+                f"integer or a string): {hint}"
+            )
+        if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
         return value
 

@@ -1,4 +1,4 @@
-"""TrainingRun (`tr`): one agent trained, evaluated on validation, reported on test."""
+"""TrainingRun (`strun`): one agent trained, evaluated on validation, reported on test."""
 
 from __future__ import annotations
 

@@ -20,7 +20,6 @@ every trial process through the volume), or any RDB URL (``postgresql://...``) a
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 from stevie_api.common import ParamSpec, ParamValue
 from stevie_api.hpo import HPOStudySpec, HPOStudyStatus, TrialCounts, TrialSummary
 from stevie_api.training import TrainingRunSpec
+from stevie_trainer.hpo.fingerprint import fingerprint, search_changes
 
 __all__ = [
     "JOURNAL_NAME",
@@ -191,12 +191,6 @@ def distributions(spec: HPOStudySpec) -> dict[str, BaseDistribution]:
 
 
 # --- the study -----------------------------------------------------------------------------
-def _fingerprint(spec: HPOStudySpec) -> str:
-    space = {k: v.to_dict() for k, v in spec.search_space.items()}
-    objectives = [o.to_dict() for o in spec.objectives]
-    return json.dumps({"searchSpace": space, "objectives": objectives}, sort_keys=True)
-
-
 def open_study(
     spec: HPOStudySpec,
     study_name: str,
@@ -219,15 +213,16 @@ def open_study(
         study = optuna.create_study(directions=directions, load_if_exists=True, **kwargs)
     else:
         study = optuna.load_study(**kwargs)
-    mine = _fingerprint(spec)
+    mine = fingerprint(spec)
     theirs = study.user_attrs.get("stevie_fingerprint")
     if theirs is None:
         study.set_user_attr("stevie_fingerprint", mine)
         study.set_user_attr("stevie_objectives", [o.metric for o in spec.objectives])
-    elif theirs != mine:
+    elif theirs != mine and (changed := search_changes(theirs, spec)):
         raise StudyConflictError(
-            f"study {study_name!r} already exists with another search space or objectives; "
-            "use a new study name (or delete its storage) to start over"
+            f"study {study_name!r} already exists with another search space or objectives "
+            f"(differs in: {', '.join(changed)}); use a new study name (or delete its "
+            "storage) to start over"
         )
     if [d.name.lower() for d in study.directions] != directions:
         raise StudyConflictError(f"study {study_name!r} has other objective directions")
