@@ -32,16 +32,9 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-# Imports whose own time is reported (each exclusive of the others in this set).
-WATCHED = (
-    "stevie_api", "stevie_api.training", "stevie_api.pbt", "stevie_api.hpo",
-    "stevie_api.ensemble", "stevie_api.kinds", "stevie_api.loader", "stevie_api.crd",
-    "stevie_trainer", "stevie_trainer.__main__", "torch", "torch._dynamo", "stable_baselines3",
-    "numba", "pandas", "pyarrow", "matplotlib", "scipy", "sympy", "optuna", "gym_anytrading",
-    "gymnasium", "torch.utils.tensorboard", "boto3", "prometheus_client", "yaml", "pydantic",
-)  # fmt: skip
+# Runs the trainer in each measured interpreter (stdlib only, so it is in place first).
+PROBE = Path(__file__).resolve().with_name("_cold_probe.py")
 ROWS = (
     ("interpreter start", "spawn"),
     ("stevie entry + API models", "import stevie_api"),
@@ -73,154 +66,6 @@ ROWS = (
     ("env build", "env"),
     ("model build (or load)", "model"),
 )
-
-
-# --- the probe: runs inside the measured interpreter (stdlib only, installed first) ---------
-
-
-class _Frames:
-    """Exclusive time of nested, named spans (imports, phases, kernel compiles)."""
-
-    def __init__(self) -> None:
-        self.stack: list[list[Any]] = []  # [name, start, children's inclusive time]
-        self.exclusive: dict[str, float] = {}
-
-    def enter(self, name: str) -> None:
-        self.stack.append([name, time.monotonic(), 0.0])
-
-    def leave(self) -> None:
-        name, start, children = self.stack.pop()
-        took = time.monotonic() - start
-        self.exclusive[name] = self.exclusive.get(name, 0.0) + took - children
-        if self.stack:
-            self.stack[-1][2] += took
-
-
-def _probe(out_file: str, argv: list[str]) -> None:  # pragma: no cover - child process
-    import importlib.abc
-    import importlib.util
-    import runpy
-
-    frames = _Frames()
-    counts = {"numba_loaded": 0, "numba_compiled": 0}
-    started = time.monotonic()
-
-    def timed(fn: Any, name: str) -> Any:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            frames.enter(name)
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                frames.leave()
-
-        return wrapper
-
-    def first_step(module: Any) -> None:
-        cls = module.BaseCallback
-        original = cls.on_step
-
-        def on_step(self: Any) -> bool:
-            now = time.monotonic()
-            doc = {"first_step": now, "probe_started": started, "frames": frames.exclusive,
-                   "cpu": time.process_time(),
-                   "counts": counts, "open": [f[0] for f in frames.stack],
-                   "files": {m: str(getattr(sys.modules.get(m), "__file__", ""))
-                             for m in ("stevie_trainer", "stevie_api")}}  # fmt: skip
-            with open(out_file, "w") as f:  # noqa: PTH123  (the probe imports no pathlib)
-                json.dump(doc, f)
-            os._exit(0)
-            return bool(original(self))  # unreachable
-
-        cls.on_step = on_step
-
-    def kernels(module: Any) -> None:
-        cls = module.Dispatcher
-        compile_, depth = cls.compile, [0]
-
-        def compile(self: Any, sig: Any) -> Any:
-            depth[0] += 1
-            if depth[0] == 1:
-                frames.enter("numba")
-            try:
-                return compile_(self, sig)
-            finally:
-                depth[0] -= 1
-                if depth[0] == 0:
-                    frames.leave()
-
-        cls.compile = compile
-
-    def caching(module: Any) -> None:
-        load, save = module.Cache.load_overload, module.Cache.save_overload
-
-        def load_overload(self: Any, *args: Any) -> Any:
-            data = load(self, *args)
-            counts["numba_loaded"] += data is not None
-            return data
-
-        def save_overload(self: Any, *args: Any) -> Any:
-            counts["numba_compiled"] += 1
-            return save(self, *args)
-
-        module.Cache.load_overload, module.Cache.save_overload = load_overload, save_overload
-
-    def prepare(module: Any) -> None:
-        module.prepare = timed(module.prepare, "data")
-
-    def vec(module: Any) -> None:
-        module.VecTradingEnv.__init__ = timed(module.VecTradingEnv.__init__, "env")
-
-    def agent(module: Any) -> None:
-        for name in ("build_model", "load_model"):
-            setattr(module, name, timed(getattr(module, name), "model"))
-
-    patches = {
-        "stable_baselines3.common.callbacks": first_step,
-        "numba.core.dispatcher": kernels,
-        "numba.core.caching": caching,
-        "stevie_trainer.env.prepare": prepare,
-        "stevie_trainer.env.vec": vec,
-        "stevie_trainer.rl.agent": agent,
-    }
-
-    class Finder(importlib.abc.MetaPathFinder):
-        """Times the watched imports and patches the probed modules as they load."""
-
-        def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-            if name not in WATCHED and name not in patches:
-                return None
-            for finder in sys.meta_path:
-                if finder is self or not hasattr(finder, "find_spec"):
-                    continue
-                spec = finder.find_spec(name, path, target)
-                if spec is not None:
-                    break
-            else:
-                return None
-            loader = spec.loader
-            if loader is None or not hasattr(loader, "exec_module"):
-                return spec
-            exec_module = loader.exec_module
-
-            def exec_and_patch(module: Any) -> None:
-                if name in WATCHED:
-                    frames.enter(f"import {name}")
-                try:
-                    exec_module(module)
-                finally:
-                    if name in WATCHED:
-                        frames.leave()
-                if name in patches:
-                    patches[name](module)
-
-            loader.exec_module = exec_and_patch  # type: ignore[method-assign]
-            return spec
-
-    sys.meta_path.insert(0, Finder())
-    sys.argv = ["stevie_trainer", *argv]
-    frames.enter("run")
-    runpy.run_module("stevie_trainer", run_name="__main__", alter_sys=True)
-    raise SystemExit(f"{argv[0]} ended before its first training step")
 
 
 # --- the driver ------------------------------------------------------------------------------
@@ -279,8 +124,8 @@ def _run_probe(tree: str, argv: list[str], cache: str | None, scratch: str,
     run_dir = tempfile.mkdtemp(dir=scratch)
     env = _tree_env(tree, cache, seed)
     spawned = time.monotonic()
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--probe", out, "--",
-                           *argv, run_dir], env=env, capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run([sys.executable, str(PROBE), out, "--", *argv, run_dir], env=env,
+                          capture_output=True, text=True)  # fmt: skip
     if done.returncode != 0 or not Path(out).exists():
         raise RuntimeError(f"probe failed in {tree}:\n{done.stderr[-3000:]}")
     doc = json.loads(Path(out).read_text())
@@ -396,7 +241,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 3 and sys.argv[1] == "--probe" and sys.argv[3] == "--":
-        _probe(sys.argv[2], sys.argv[4:])
-    else:
-        main()
+    main()

@@ -33,6 +33,9 @@ SERVER = re.compile(r"^(uid|resourceVersion|creationTimestamp|annotations|manage
 HPO_VALUES = re.compile(r"^(top|best\w*|params|values?)$")
 NUMBER = re.compile(r"-?\d+\.\d+(e-?\d+)?")
 TRIAL = re.compile(r"[Tt]rial \d+")
+# Artifacts are keyed by the object's uid (<name>/<uid>): the API server's differs from the
+# one ``stevie run`` gives.
+UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Files whose content holds timings, hosts or absolute paths: compared by name only.
 BY_NAME = re.compile(r"(\.log|\.png|\.zip|\.pkl|tfevents.*|\.journal|state\.json)$")
 
@@ -72,6 +75,7 @@ def _normal(value: Any, roots: tuple[str, ...], sampled: bool = False) -> Any:
     if isinstance(value, str):
         for root in roots:
             value = value.replace(root, "<root>")
+        value = UID.sub("<uid>", value)
         value = TRIAL.sub("trial <n>", NUMBER.sub("<n>", value)) if sampled else value
     return value
 
@@ -80,7 +84,7 @@ def _outputs(root: Path) -> dict[str, Any]:
     """Every file the run wrote: JSON documents by content, others by name."""
     found: dict[str, Any] = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = str(path.relative_to(root))
+        rel = UID.sub("<uid>", str(path.relative_to(root)))
         if "/logs/" in f"/{rel}" or "tensorboard" in rel:
             continue
         if path.suffix == ".json" and not BY_NAME.search(rel):

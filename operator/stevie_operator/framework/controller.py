@@ -4,31 +4,46 @@
 update, a timer while unfinished, an event of a child it owns or of an object it
 references) calls it, and the same world gives the same plan. In order:
 
-    lock -> fresh read -> list children -> observe -> plan -> persist (-> observe, plan
-    again when persisting changed the world) -> create (and update) children -> patch status -> post
-    Events -> record metrics
+    lock -> fresh read -> list children (and their pods) -> observe -> plan -> persist
+    (-> observe, plan again when persisting changed the world) -> create (and update)
+    children -> patch status -> post Events -> record metrics (phases, failed child Jobs,
+    the kind's own)
 
 Persisting comes before creating, so a crash in between leaves saved state whose children
 are missing; the next reconcile creates them (names are deterministic). A child that
-already exists (409) is not an error: its Event is not posted, and its own events bring the
-next reconcile.
+already exists (409) is not an error when it is this object's (its controlling
+ownerReference has this object's uid): its Event is not posted, and its own events bring
+the next reconcile. A child of another owner (the Job of a deleted object of the same name,
+not yet garbage-collected) is neither observed nor adopted: the object is Degraded until it
+is gone (:mod:`.ownership`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from stevie_api import API_VERSION
 from stevie_api.naming import label_value
-from stevie_operator.framework.children import CHILD_TYPES, Owned
+from stevie_operator.framework import podstatus
+from stevie_operator.framework.children import (
+    CHILD_TYPES,
+    DEPLOYMENTS,
+    JOBS,
+    Owned,
+    job_outcome,
+    with_pods,
+)
 from stevie_operator.framework.kind import Body, Context, Kind
-from stevie_operator.framework.kube import KubeAPI, object_path
+from stevie_operator.framework.kube import KubeAPI, field_selector, object_path
+from stevie_operator.framework.ownership import foreign_owner, split_owned, with_foreign
 from stevie_operator.framework.plan import Plan
 from stevie_operator.framework.pods import KIND_LABEL, NAME_LABEL
 from stevie_operator.framework.resource import namespace_of
 
-__all__ = ["MAX_PASSES", "drive", "live_object", "owned_children"]
+__all__ = ["MAX_EVENT_READS", "MAX_PASSES", "drive", "failed_jobs", "live_object", "owned_children"]
 
+Foreign = dict[tuple[str, str], str]  # (child kind, name) -> whose it is (see .ownership)
 MAX_PASSES = 3
 """Plans per reconcile at most (persist -> observe -> plan again); two settle in practice."""
 
@@ -44,32 +59,108 @@ async def live_object(
 
 
 async def owned_children(
-    api: KubeAPI, kind: Kind[Any, Any, Any], namespace: str, name: str
+    api: KubeAPI, kind: Kind[Any, Any, Any], namespace: str, name: str, uid: str | None = None
 ) -> Owned:
     """The children of one object, by type and name (found by their stevie.dev/kind and
-    stevie.dev/name labels)."""
+    stevie.dev/name labels, kept when their controlling ownerReference is ``uid``'s: see
+    :mod:`.ownership`), each Job and Deployment with what its pods say."""
+    return (await _children(api, kind, namespace, name, uid))[0]
+
+
+async def _children(
+    api: KubeAPI, kind: Kind[Any, Any, Any], namespace: str, name: str, uid: str | None
+) -> tuple[Owned, Foreign]:
+    """:func:`owned_children`, and the listed children another owner controls."""
     labels = {KIND_LABEL: kind.name, NAME_LABEL: label_value(name)}
-    found = {}
+    listed = {}
     for child in kind.children:
         items = await api.list(object_path(child.api_version, child.plural, namespace), labels)
-        found[child.kind] = {item["metadata"]["name"]: item for item in items}
-    return Owned(found)
+        listed[child.kind] = {item["metadata"]["name"]: item for item in items}
+    found, foreign = split_owned(listed, kind.name, name, uid)
+    if any(t in kind.children for t in (JOBS, DEPLOYMENTS)):
+        await _with_pods(api, namespace, labels, found)
+    return Owned(found), foreign
 
 
-async def _create(api: KubeAPI, ctx: Context, body: Body, plan: Plan[Any]) -> None:
-    namespace = namespace_of(body)
+MAX_EVENT_READS = 4
+"""Events LISTs per reconcile at most: the first few stuck children say why (they share the
+cause, most often), and a population of pods starting at once costs no more."""
+
+
+async def _with_pods(
+    api: KubeAPI,
+    namespace: str,
+    labels: dict[str, str],
+    found: dict[str, dict[str, dict[str, Any]]],
+) -> None:
+    """Attach a :class:`~.podstatus.PodReport` to each Job and Deployment: the owner's pods
+    in one LIST (they carry its labels), and the Events of a child with no pod or a pod
+    Pending for no reason its status gives (see :func:`.podstatus.event_subjects`)."""
+    pods = await api.list(object_path("v1", "pods", namespace), labels)
+    # A LIST's items carry no kind (the list does): podstatus tells Jobs by it.
+    watched = {
+        t.kind: {n: {**obj, "kind": t.kind} for n, obj in found.get(t.kind, {}).items()}
+        for t in (JOBS, DEPLOYMENTS)
+    }
+    subjects = [uid for objs in watched.values() for obj in objs.values()
+                for uid in podstatus.event_subjects(obj, pods)]  # fmt: skip
+    events: list[dict[str, Any]] = []
+    for uid in subjects[:MAX_EVENT_READS]:
+        path = field_selector(object_path("v1", "events", namespace), {"involvedObject.uid": uid})
+        events += await api.list(path)
+    for kind_name, objs in watched.items():
+        if kind_name in found:
+            found[kind_name] = {
+                n: with_pods(obj, podstatus.report(obj, pods, events)) for n, obj in objs.items()
+            }
+
+
+def failed_jobs(owned: Owned) -> list[str]:
+    """``name/uid`` of each failed Job among the children (the uid tells a Job re-created
+    under the same name from the one that failed)."""
+    return [
+        f"{name}/{(job.get('metadata') or {}).get('uid') or ''}"
+        for name, job in owned.jobs.items()
+        if job_outcome(job)[0] == "Failed"
+    ]
+
+
+async def _create(
+    api: KubeAPI, ctx: Context, kind: Kind[Any, Any, Any], body: Body, plan: Plan[Any],
+    foreign: Foreign,
+) -> list[str]:  # fmt: skip
+    """Create the planned children; why each that another owner's child stands in the way
+    of was not (a 409 is this object's child only when its controller is this object)."""
+    namespace, meta = namespace_of(body), body.get("metadata") or {}
+    name, uid = str(meta.get("name")), meta.get("uid")
+    problems = []
     for child in plan.children:
         type_ = CHILD_TYPES[child.kind]
-        created = await api.create(
-            object_path(type_.api_version, type_.plural, namespace), child.manifest
-        )
-        if created is not None and child.event is not None:
-            ctx.post(body, [child.event])
+        if (why := foreign.get((child.kind, child.name))) is not None:
+            problems.append(why)
+            continue
+        collection = object_path(type_.api_version, type_.plural, namespace)
+        created = await api.create(collection, child.manifest)
+        if created is not None:
+            if child.event is not None:
+                ctx.post(body, [child.event])
+            continue
+        existing = await api.get(f"{collection}/{quote(child.name)}")
+        if existing is None:
+            continue  # deleted since: the next reconcile creates it
+        why = foreign_owner({"kind": child.kind, **existing}, kind.name, name, uid)
+        if why is not None:
+            problems.append(why)
+    return problems
 
 
-async def _update(api: KubeAPI, ctx: Context, body: Body, plan: Plan[Any]) -> None:
+async def _update(
+    api: KubeAPI, ctx: Context, body: Body, plan: Plan[Any], foreign: Foreign
+) -> None:
     namespace = namespace_of(body)
     for child in plan.updates:
+        if (child.kind, child.name) in foreign:
+            continue  # never patch another owner's child
         type_ = CHILD_TYPES[child.kind]
         path = object_path(type_.api_version, type_.plural, namespace, child.name)
         updated = await api.merge_patch(path, {"spec": child.manifest["spec"]})
@@ -87,7 +178,8 @@ async def drive(
             body = await live_object(api, kind, namespace, name)
             if body is None:
                 return None
-            owned = await owned_children(api, kind, namespace, name)
+            uid = (body.get("metadata") or {}).get("uid")
+            owned, foreign = await _children(api, kind, namespace, name, uid)
             observed = await kind.observe(ctx, body, owned)
             plan = kind.plan(body, observed, ctx.config)
             for _ in range(MAX_PASSES):
@@ -95,14 +187,19 @@ async def drive(
                     break
                 observed = await kind.observe(ctx, body, owned)
                 plan = kind.plan(body, observed, ctx.config)
-            await _create(api, ctx, body, plan)
-            await _update(api, ctx, body, plan)
+            problems = await _create(api, ctx, kind, body, plan, foreign)
+            if problems:
+                meta = body.get("metadata") or {}
+                stored = body.get("status") if isinstance(body.get("status"), dict) else {}
+                plan = with_foreign(plan, stored or {}, meta.get("generation"), problems)
+            await _update(api, ctx, body, plan, foreign)
             if plan.status_patch:
                 path = object_path(API_VERSION, kind.info.plural, namespace, name, "status")
                 await api.merge_patch(path, {"status": plan.status_patch})
             ctx.post(body, plan.events)
             ctx.references.update((kind.name, namespace, name), kind.references(body))
             ctx.metrics.observe(kind.name, namespace, name, plan.phase)
+            ctx.metrics.failed_jobs(kind.name, namespace, name, failed_jobs(owned))
             own = ctx.metrics.of(kind.name, kind.make_metrics)
             kind.record(ctx.metrics, own, namespace, name, plan, observed)
             return plan

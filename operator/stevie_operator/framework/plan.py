@@ -120,15 +120,21 @@ def conclude(
     children: Iterable[Child] = (),
     updates: Iterable[Child] = (),
     work: W | None = None,
+    refused: bool = False,
 ) -> Plan[W]:
     """The plan that writes ``decision`` into ``status`` (default: the subject's status) with
-    observedGeneration and the five conditions, creates ``children`` and posts ``events``."""
+    observedGeneration and the five conditions, creates ``children`` and posts ``events``.
+
+    ``refused``: the resource's latest generation was not applied (an immutable field was
+    edited; the decision's Degraded says which). As in kubebuilder, status.observedGeneration
+    is the generation the status reflects, so it keeps the applied one; the conditions carry
+    the latest generation (they are what the operator concluded from it)."""
     new = subject.status if status is None else status
     if status is not None:
         new.conditions = subject.status.conditions
     new.phase = decision.phase
     new.message = decision.message
-    new.observed_generation = subject.generation
+    new.observed_generation = subject.before.observed_generation if refused else subject.generation
     conditions = phase_conditions(
         decision.phase, decision.reason, decision.message, decision.degraded
     )

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stevie_api import API_VERSION
+from stevie_operator.framework.artifacts import local_uid
 from stevie_operator.framework.kube import ObjectPath, parse_path
 from stevie_operator.local.launcher import LocalLauncher
 
@@ -54,12 +56,22 @@ class LocalCluster:
         doc = copy.deepcopy(dict(body))
         meta = doc.setdefault("metadata", {})
         meta.setdefault("namespace", "default")
-        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("uid", self._uid(api_version, plural, doc))
         meta.setdefault("generation", 1)
         meta.setdefault("creationTimestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
         meta["resourceVersion"] = str(next(self._versions))
         self.objects[(api_version, plural, meta["namespace"], meta["name"])] = doc
         return doc
+
+    @staticmethod
+    def _uid(api_version: str, plural: str, doc: Mapping[str, Any]) -> str:
+        """A resource's uid keys its artifacts (``<name>/<uid>``): a resource of the file
+        gets the same one on every run (:func:`.artifacts.local_uid`), so running the file
+        again resumes; anything else (a Job) a fresh one, as from an API server."""
+        if api_version != API_VERSION:
+            return str(uuid.uuid4())
+        meta = doc["metadata"]
+        return local_uid(str(doc.get("kind") or plural), meta["namespace"], meta["name"])
 
     def add_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
         """A Secret, as ``kubectl create secret generic`` would store it (base64 values)."""

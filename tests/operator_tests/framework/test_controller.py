@@ -10,14 +10,19 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from stevie_api.kinds import KINDS, KindInfo
-from stevie_operator.framework.children import Owned
+from stevie_operator.framework.children import Owned, pod_problem
 from stevie_operator.framework.config import OperatorConfig
-from stevie_operator.framework.controller import MAX_PASSES, drive
+from stevie_operator.framework.controller import (
+    MAX_EVENT_READS,
+    MAX_PASSES,
+    drive,
+    owned_children,
+)
 from stevie_operator.framework.kind import Body, Context, Kind
 from stevie_operator.framework.kube import KubeAPI, object_path
 from stevie_operator.framework.metrics import KindMetrics, OperatorMetrics
 from stevie_operator.framework.plan import Child, Plan
-from stevie_operator.framework.pods import owner_labels
+from stevie_operator.framework.pods import Owner, owner_labels
 from stevie_operator.framework.status import Event
 from stevie_operator.local.cluster import LocalCluster
 from stevie_operator.local.launcher import LocalLauncher
@@ -93,12 +98,13 @@ class Toy(Kind[Seen, int, KindMetrics]):
     def plan(self, body: Body, observed: Seen, config: OperatorConfig) -> Plan[int]:
         name = body["metadata"]["name"]
         labels = owner_labels(self.name, name)
+        refs = Owner(self.name, name, body["metadata"].get("uid")).reference()
         children = tuple(
             Child(
                 {
                     "apiVersion": "batch/v1",
                     "kind": "Job",
-                    "metadata": {"name": job, "labels": labels},
+                    "metadata": {"name": job, "labels": labels, "ownerReferences": refs},
                 },
                 Event("Normal", "Created", job),
             )
@@ -168,16 +174,82 @@ def test_children_that_exist_are_not_created_again_and_a_409_posts_no_event() ->
     ctx.events.clear()
     asyncio.run(drive(ctx, kind, "default", "run"))
     assert not any(entry.startswith("create") for entry in log)  # listed: none planned
-    # A Job of that name exists but is not listed as the run's (another owner's labels).
+    # A Job of that name exists but is not listed as the run's (no labels): it is the run's
+    # (its controller is the run), so the 409 adopts it, with no Event and no problem.
     api = ctx.api()
     assert isinstance(api, Recorded)
-    api.add("batch/v1", "jobs", {"metadata": {"name": "run-j2", "labels": {}}})
+    run = api.objects[("stevie.dev/v1alpha1", "trainingruns", "default", "run")]
+    ours = Owner("TrainingRun", "run", run["metadata"]["uid"]).reference()
+    api.add("batch/v1", "jobs", {"metadata": {"name": "run-j2", "ownerReferences": ours}})
     kind.wanted = 3
     log.clear()
     ctx.events.clear()
-    asyncio.run(drive(ctx, kind, "default", "run"))
+    plan = asyncio.run(drive(ctx, kind, "default", "run"))
     assert "create run-j2 (409)" in log
     assert [e.reason for e in ctx.events] == ["Planned"]
+    assert plan is not None and "conditions" not in plan.status
+
+
+def _degraded(status: dict[str, Any]) -> tuple[str, str, str]:
+    found = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    return found["status"], found["reason"], found["message"]
+
+
+def test_a_409_on_a_job_with_no_owner_is_not_adopted() -> None:
+    """An orphaned Job (kubectl delete --cascade=orphan) or one made by hand: nothing says it
+    ran this spec. Degraded says so, once as an Event; the Job's status is never read."""
+    kind, ctx, log = world(wanted=1)
+    api = ctx.api()
+    assert isinstance(api, Recorded)
+    api.add("batch/v1", "jobs", {"metadata": {"name": "run-j0"}})
+    plan = asyncio.run(drive(ctx, kind, "default", "run"))
+    assert "create run-j0 (409)" in log
+    assert plan is not None
+    state, reason, message = _degraded(plan.status)
+    assert (state, reason) == ("True", "ForeignChild")
+    assert message.startswith("Job run-j0 exists but no TrainingRun owns it")
+    assert plan.status["message"] == message
+    assert [e.reason for e in ctx.events] == ["Planned", "ForeignChild"]
+    stored = api.objects[("stevie.dev/v1alpha1", "trainingruns", "default", "run")]["status"]
+    assert _degraded(stored) == (state, reason, message)
+    ctx.events.clear()
+    asyncio.run(drive(ctx, kind, "default", "run"))
+    assert [e.reason for e in ctx.events] == ["Planned"]  # the Warning once, not every time
+
+
+def test_a_job_of_a_previous_object_of_the_name_is_not_observed_nor_adopted() -> None:
+    """Delete a TrainingRun and create it again: the old object's Job (same name, same
+    labels) lingers until garbage collection. The new object neither sees it nor creates
+    over it; it waits, Degraded, and creates its own Job once the old one is gone."""
+    kind, ctx, log = world(wanted=2)
+    api = ctx.api()
+    assert isinstance(api, Recorded)
+    old = Owner("TrainingRun", "run", "0ld-uid").reference()
+    labels = owner_labels("TrainingRun", "run")
+    done = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+    api.add("batch/v1", "jobs", {"metadata": {"name": "run-j0", "labels": labels,
+                                              "ownerReferences": old}, "status": done})  # fmt: skip
+    run = api.objects[("stevie.dev/v1alpha1", "trainingruns", "default", "run")]
+    assert asyncio.run(owned_children(api, kind, "default", "run")).jobs.keys() == {"run-j0"}
+    mine = asyncio.run(owned_children(api, kind, "default", "run", run["metadata"]["uid"]))
+    assert dict(mine.jobs) == {}
+    plan = asyncio.run(drive(ctx, kind, "default", "run"))
+    assert [e for e in log if e.startswith("create")] == ["create run-j1"]  # not over run-j0
+    assert plan is not None
+    assert _degraded(plan.status) == (
+        "True",
+        "ForeignChild",
+        "Job run-j0 belongs to a previous TrainingRun of this name (uid 0ld-uid); waiting "
+        "for Kubernetes to delete it (garbage collection)",
+    )
+    assert [e.reason for e in ctx.events] == ["Created", "Planned", "ForeignChild"]
+    del api.objects[("batch/v1", "jobs", "default", "run-j0")]  # garbage-collected
+    log.clear()
+    plan = asyncio.run(drive(ctx, kind, "default", "run"))
+    assert [e for e in log if e.startswith("create")] == ["create run-j0"]
+    assert plan is not None and "conditions" not in plan.status
+    created = api.objects[("batch/v1", "jobs", "default", "run-j0")]
+    assert created["metadata"]["ownerReferences"][0]["uid"] == run["metadata"]["uid"]
 
 
 def test_an_object_that_is_gone_or_being_deleted_is_not_reconciled() -> None:
@@ -193,3 +265,52 @@ def test_an_object_that_is_gone_or_being_deleted_is_not_reconciled() -> None:
     assert asyncio.run(drive(ctx, kind, "default", "leaving")) is None
     assert log == []
     ctx.forget(kind, "default", "run")  # never seen: no error
+
+
+class Listing(Recorded):
+    """The in-memory API, recording every LIST's path."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__(log)
+        self.lists: list[str] = []
+
+    async def list(self, path: str, labels: Any = None) -> list[dict[str, Any]]:
+        self.lists.append(path)
+        return await super().list(path, labels)
+
+
+def test_children_come_with_what_their_pods_say_from_one_pods_list() -> None:
+    api = Listing([])
+    labels = owner_labels("TrainingRun", "run")
+    uid = {}
+    for i in range(7):
+        job = api.add("batch/v1", "jobs", {"metadata": {"name": f"run-j{i}", "labels": labels}})
+        uid[i] = job["metadata"]["uid"]
+    waiting = {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "x"'}
+    pod = {
+        "metadata": {"name": "run-j0-abcde", "labels": {**labels, "job-name": "run-j0"},
+                     "ownerReferences": [{"kind": "Job", "name": "run-j0", "uid": uid[0]}]},
+        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}],
+                   "containerStatuses": [{"name": "trainer", "state": {"waiting": waiting}}]},
+    }  # fmt: skip
+    api.add("v1", "pods", pod)
+    refused = {"metadata": {"name": "e1"}, "involvedObject": {"kind": "Job", "uid": uid[1]},
+               "type": "Warning", "reason": "FailedCreate",
+               "message": "exceeded quota: q"}  # fmt: skip
+    api.add("v1", "events", refused)
+    owned = asyncio.run(owned_children(api, Toy(), "default", "run"))
+    assert (pod_problem(owned.jobs["run-j0"]) or ("",))[0] == "ImagePullBackOff"
+    assert pod_problem(owned.jobs["run-j1"]) == (
+        "FailedCreate",
+        "Job run-j1: cannot create its pod: exceeded quota: q (the API server refuses the pod: "
+        "raise the namespace's ResourceQuota or lower spec.resources, or allow the pod's "
+        "security settings; Kubernetes keeps trying, so it starts once that is fixed)",
+    )
+    assert pod_problem(owned.jobs["run-j2"]) is None  # no pod, no Event: not created yet
+    assert [p for p in api.lists if "/pods" in p] == ["/api/v1/namespaces/default/pods"]
+    # The Events of the Jobs with no pod, by uid, at most MAX_EVENT_READS of them.
+    events = [p for p in api.lists if "/events" in p]
+    assert events == [
+        f"/api/v1/namespaces/default/events?fieldSelector=involvedObject.uid%3D{uid[i]}"
+        for i in range(1, 1 + MAX_EVENT_READS)
+    ]

@@ -6,12 +6,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from stevie_api.loader import load_resources
+from stevie_api.pbt import PBTPopulationSpec
+from stevie_operator.framework.artifacts import local_uid
+from stevie_operator.kinds.pbtpopulation.control import save_state
 from stevie_operator.local.runner import run_file, run_resources
 from stevie_operator.registry import KINDS
+from stevie_trainer.pbt.evolution import new_population
 from support.specs import pbt_population
 
 
@@ -30,21 +35,28 @@ def test_a_kind_it_cannot_run_runs_nothing(tmp_path: Path) -> None:
 def test_a_changed_population_is_degraded_as_on_a_cluster_and_the_run_stops(
     tmp_path: Path,
 ) -> None:
-    folder = tmp_path / "runs" / "default" / "pbtpopulations" / "pop"
+    """A started population (spec and state saved) whose stored spec another version wrote
+    and this one cannot read: the edit cannot be applied, nor the old spec run."""
+    # ``stevie run``'s objects have deterministic uids: the folder a rerun resumes in.
+    uid = local_uid("PBTPopulation", "default", "pop")
+    folder = tmp_path / "runs" / "default" / "pbtpopulations" / "pop" / uid
     folder.mkdir(parents=True)
     old = pbt_population("pop", perturbationInterval=512)
+    old["spec"]["retiredKnob"] = 1  # a field this version no longer has
     (folder / "population-spec.json").write_text(json.dumps(old))
+    spec = PBTPopulationSpec.model_validate(pbt_population("pop")["spec"])
+    save_state(folder.as_uri(), new_population("pop", spec, np.random.default_rng(0)), {})
     file = tmp_path / "pop.yaml"
     file.write_text(yaml.safe_dump(pbt_population("pop")))
     said: list[str] = []
     (done,) = run_resources(load_resources(file), tmp_path / "runs", KINDS, say=said.append)
     status = done["status"]
     degraded = {c["type"]: c for c in status["conditions"]}["Degraded"]
-    assert (degraded["status"], degraded["reason"]) == ("True", "SpecChanged")
-    assert "only spec.parallelism may change" in status["message"]
-    assert any("SpecChanged" in line for line in said)
+    assert (degraded["status"], degraded["reason"]) == ("True", "ImmutableFieldChanged")
+    assert "population-spec.json) no longer validates" in status["message"]
+    assert any("ImmutableFieldChanged" in line for line in said)
     assert said[-1].endswith("nothing runs and nothing changes; stopping here")
-    assert not (folder / "members").exists() and not (folder / "population.json").exists()
+    assert not (folder / "members").exists()
 
 
 def test_resources_run_after_those_they_reference(tmp_path: Path) -> None:

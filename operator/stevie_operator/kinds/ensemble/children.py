@@ -22,9 +22,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from stevie_api.changes import normalized
 from stevie_api.ensemble import Ensemble
-from stevie_api.kinds import KINDS
+from stevie_api.market import DataSpec
 from stevie_api.naming import child_name, label_value
+from stevie_operator.framework.artifacts import resource_root
 from stevie_operator.framework.config import OperatorConfig
 from stevie_operator.framework.pods import (
     KIND_LABEL,
@@ -65,23 +67,39 @@ HEALTH_READY = "/v2/health/ready"
 
 
 def ensemble_dir(ens: Ensemble, namespace: str, config: OperatorConfig) -> str:
-    """``<storage root>/<namespace>/ensembles/<name>``."""
+    """``<storage root>/<namespace>/ensembles/<name>/<uid>``
+    (:func:`~stevie_operator.framework.artifacts.artifact_root`)."""
     root = ens.spec.storage.uri or config.storage_uri
-    return storage.join(root, namespace, KINDS[ens.kind].plural, ens.metadata.name)
+    return resource_root(root, namespace, ens.kind, ens.metadata, config.local)
 
 
-def version_of(ens: Ensemble, members: Sequence[Mapping[str, Any]]) -> str:
-    """The version of what decides (10 hex digits)."""
+def _digest(ens: Ensemble, members: Sequence[Mapping[str, Any]], data: Any) -> str:
     spec = ens.spec
     doc = {
         "members": list(members),
         "method": spec.method,
         "weightMetric": spec.weight_metric,
         "reweightWindow": spec.reweight_window,
-        "data": spec.data.to_dict() if spec.data else None,
+        "data": data,
     }
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def version_of(
+    ens: Ensemble, members: Sequence[Mapping[str, Any]], known: str | None = None
+) -> str:
+    """The version of what decides (10 hex digits). The data spec is hashed normalised
+    (:func:`stevie_api.changes.normalized`), so a DataSpec field added with a default makes
+    no new version (no new backtest, no Deployment roll). ``known`` (the status's version)
+    is kept when it is this spec's version as hashed before (defaults spelled out), so the
+    upgrade to the normalised hash re-runs nothing either."""
+    data = ens.spec.data
+    version = _digest(ens, members, normalized(data, DataSpec) if data else None)
+    if known is not None and known != version:
+        legacy = _digest(ens, members, data.to_dict() if data else None)
+        return known if known == legacy else version
+    return version
 
 
 def version_dir(ens: Ensemble, namespace: str, config: OperatorConfig, version: str) -> str:

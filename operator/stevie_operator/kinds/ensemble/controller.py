@@ -10,7 +10,7 @@ from stevie_api import API_VERSION
 from stevie_api.common import utcnow
 from stevie_api.ensemble import Ensemble
 from stevie_api.kinds import KINDS, KindInfo
-from stevie_operator.framework.artifacts import read_json
+from stevie_operator.framework.artifacts import artifact_root, local_uid, read_json
 from stevie_operator.framework.children import DEPLOYMENTS, JOBS, SERVICES, Owned
 from stevie_operator.framework.config import OperatorConfig
 from stevie_operator.framework.kind import Body, Context, Kind
@@ -36,8 +36,10 @@ from stevie_trainer.common import storage
 
 __all__ = ["EnsembleKind", "finished_version"]
 
-# Where a source that is not in the API (``stevie run`` of an Ensemble alone) left its
-# finished outputs, under the storage root: <root>/<ns>/<plural>/<name>/<file>.
+# Where a source that is not in the API (``stevie run`` of an Ensemble alone, ``stevie
+# serve``) left its finished outputs: <root>/<ns>/<plural>/<name>/<its local uid>/<file>.
+# A member in the API is resolved through its object instead (its status publishes its
+# uid's folder), so a member deleted and created again makes a new version.
 _OUTPUTS = {
     "TrainingRun": "result.json",
     "PBTPopulation": "pbt_summary.json",
@@ -46,7 +48,8 @@ _OUTPUTS = {
 
 
 def _fallback(root: str, namespace: str, kind: str, name: str) -> str | None:
-    folder = storage.join(root, namespace, KINDS[kind].plural, name)
+    uid = local_uid(kind, namespace, name)
+    folder = artifact_root(root, namespace, KINDS[kind].plural, name, uid)
     doc = read_json(storage.join(folder, _OUTPUTS[kind]))
     if doc is None or (kind == "TrainingRun" and doc.get("status") != "succeeded"):
         return None
@@ -113,7 +116,7 @@ class EnsembleKind(Kind[Observed, EnsembleWork, KindMetrics]):
                 continue
             path = object_path(API_VERSION, KINDS[m.source_kind].plural, ns, m.reference)
             sources[name] = await ctx.api().get(path)
-            if sources[name] is None:
+            if sources[name] is None and ctx.config.local:
                 root = ctx.config.storage_uri
                 found = await ctx.blocking(_fallback, root, ns, m.source_kind, m.reference)
                 if found:

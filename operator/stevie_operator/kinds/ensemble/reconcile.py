@@ -27,7 +27,7 @@ from stevie_api.ensemble import (
     EnsembleStatus,
     ServingStatus,
 )
-from stevie_operator.framework.children import job_outcome
+from stevie_operator.framework.children import job_outcome, pod_problem
 from stevie_operator.framework.config import OperatorConfig
 from stevie_operator.framework.plan import Child, Decision, Plan, conclude, transition_events
 from stevie_operator.framework.resource import Subject, read_subject
@@ -239,11 +239,20 @@ def _serving(
     ready = int(((have or {}).get("status") or {}).get("readyReplicas") or 0)
     status.serving = ServingStatus(ready_replicas=ready, url=service_url(ens, ns))
     want_n = ens.spec.serving.replicas
+    stuck = pod_problem(have) if have is not None else None  # ImagePullBackOff, FailedCreate...
     if ready > 0 and not update:
         message = f"Serving at {status.serving.url} ({ready}/{want_n} ready): {verdict}"
-        return Decision("Serving", "Serving", message), create, update
+        return Decision("Serving", "Serving", message, stuck), create, update
     message = f"Starting the decision service ({ready}/{want_n} ready); backtest: {verdict}"
-    return Decision("Running", "StartingService", message), create, update
+    return Decision("Running", "StartingService", message, stuck), create, update
+
+
+def _kept_failure(sub: Sub) -> Decision:
+    before = sub.before
+    failed, old = before.get_condition("Failed"), before.get_condition("Degraded")
+    degraded = (old.reason, old.message) if old is not None and old.status == "True" else None
+    reason = failed.reason if failed is not None else "BacktestFailed"
+    return Decision("Failed", reason, before.message or "", degraded)
 
 
 def _backtest(
@@ -251,7 +260,7 @@ def _backtest(
 ) -> tuple[Decision, list[Child], list[Child], EnsembleWork | None]:
     status, ns = sub.status, sub.namespace
     refs = member_refs(ens, states)
-    version = version_of(ens, refs)
+    version = version_of(ens, refs, sub.before.version)
     folder = version_dir(ens, ns, config, version)
     status.version = version
     status.job_name = backtest_job_name(ens.metadata.name, version)
@@ -263,6 +272,10 @@ def _backtest(
             status.completion_time = job_outcome(job)[3] or status.completion_time or observed.now
         d, create, update = _serving(sub, ens, observed, config, version)
         return d, create, update, None
+    if job is None and sub.before.phase == "Failed" and sub.before.version == version:
+        # This version's backtest failed and its Job is gone (ttlSecondsAfterFinished, or by
+        # hand): keep the failure; a new version (members, method, data) gets a new Job.
+        return _kept_failure(sub), [], [], None
     if job is None:
         resource = {
             "apiVersion": ens.api_version,
@@ -292,7 +305,8 @@ def _backtest(
     if phase == "Succeeded":
         text = f"Job {status.job_name} succeeded but {folder}/{REPORT_NAME} could not be read"
         return Decision("Failed", "ResultUnavailable", text), [], [], None
-    return Decision("Running", "Backtesting", f"Backtesting {len(refs)} members"), [], [], None
+    text = f"Backtesting {len(refs)} members"
+    return Decision("Running", "Backtesting", text, pod_problem(job)), [], [], None
 
 
 def reconcile_ensemble(

@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 from stevie_api.hpo import HPOStudy
-from stevie_api.kinds import KINDS
 from stevie_api.naming import child_name
+from stevie_operator.framework.artifacts import resource_root
 from stevie_operator.framework.config import OperatorConfig
 from stevie_operator.framework.pods import ROLE_LABEL, Owner, TrainerCommand, trainer_job
 from stevie_trainer.common import storage
@@ -50,10 +50,11 @@ REPORT_FILE = "optimization_report.txt"
 
 
 def study_uri(study: HPOStudy, namespace: str, config: OperatorConfig) -> str:
-    """The study folder: ``<template storage root>/<namespace>/hpostudies/<name>`` (study.json,
-    the journal, one folder per trial, significance/, the report)."""
+    """The study folder: ``<template storage root>/<namespace>/hpostudies/<name>/<uid>``
+    (study.json, the journal, one folder per trial, significance/, the report; see
+    :func:`~stevie_operator.framework.artifacts.artifact_root`)."""
     root = study.spec.template.storage.uri or config.storage_uri
-    return storage.join(root, namespace, KINDS[study.kind].plural, study.metadata.name)
+    return resource_root(root, namespace, study.kind, study.metadata, config.local)
 
 
 def journal_location(study: HPOStudy, namespace: str, config: OperatorConfig) -> str | None:

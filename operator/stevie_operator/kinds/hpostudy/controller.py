@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
+from stevie_api.changes import IMMUTABLE_FIELD_CHANGED, effective, immutable_message, refused
 from stevie_api.common import utcnow
 from stevie_api.hpo import HPOStudy, HPOStudySpec
 from stevie_api.kinds import KINDS, KindInfo
+from stevie_operator.framework.artifacts import read_json
 from stevie_operator.framework.children import Owned
 from stevie_operator.framework.config import OperatorConfig
 from stevie_operator.framework.kind import Body, Context, Kind
@@ -32,10 +36,16 @@ from stevie_operator.framework.metrics import OperatorMetrics
 from stevie_operator.framework.plan import Plan
 from stevie_operator.framework.resource import namespace_of, validate
 from stevie_operator.kinds.hpostudy import study as optuna_calls
-from stevie_operator.kinds.hpostudy.children import journal_location, storage_problem, study_uri
+from stevie_operator.kinds.hpostudy.children import (
+    SPEC_FILE,
+    journal_location,
+    storage_problem,
+    study_uri,
+)
 from stevie_operator.kinds.hpostudy.metrics import HPOStudyMetrics
 from stevie_operator.kinds.hpostudy.reconcile import Observed, StudyChanges, reconcile_hpo_study
 from stevie_operator.kinds.hpostudy.view import StudyProblem, StudyTarget
+from stevie_trainer.common import storage
 from stevie_trainer.hpo import STORAGE_ENV
 from stevie_trainer.hpo.study import StudyConflictError, study_phase
 
@@ -65,6 +75,27 @@ async def _secret_url(api: KubeAPI, namespace: str, spec: HPOStudySpec) -> str |
         return StudyProblem("StorageSecretInvalid", f"{where}: key {key!r} is not base64 text")
 
 
+def _applied(target: StudyTarget) -> tuple[StudyTarget, tuple[str, ...]] | StudyProblem:
+    """The study to run: the spec of study.json (what the trials ran; the trial pods read
+    it) with the edit's mutable fields (maxTrials, parallelism, ...), and the immutable
+    paths the edit changed. As Katib's webhook does, only budget and concurrency may change
+    on a running study; the rest stays what its trials were run with."""
+    doc = read_json(storage.join(target.folder, SPEC_FILE))
+    stored = doc.get("spec") if isinstance(doc, Mapping) else None
+    if not isinstance(stored, Mapping):
+        return target, ()
+    paths = refused("HPOStudy", stored, target.study.spec, HPOStudySpec)
+    if not paths:
+        return target, ()
+    try:
+        spec = effective("HPOStudy", stored, target.study.spec)
+    except ValidationError:  # written by an older model that no longer validates
+        message = immutable_message(paths, "study") + "; study.json no longer validates"
+        return StudyProblem(IMMUTABLE_FIELD_CHANGED, message)
+    study = target.study.model_copy(update={"spec": spec})
+    return dataclasses.replace(target, study=study), tuple(paths)
+
+
 def _read(
     storages: optuna_calls.StudyStorages,
     target: StudyTarget,
@@ -73,9 +104,13 @@ def _read(
 ) -> Observed:
     """Write study.json, open and read the study, read the finish outputs once it is over
     (blocking). A storage that cannot be used becomes a problem in the status, never a crash."""
-    study = target.study
-    meta = study.metadata
+    meta = target.study.metadata
     try:
+        applied = _applied(target)
+        if isinstance(applied, StudyProblem):
+            return Observed(now=now, jobs=jobs, problem=applied, target=target)
+        target, refused_paths = applied
+        study = target.study
         optuna_calls.write_spec(target.folder, study)
         view = optuna_calls.observe(storages, study, target.location)
     except StudyConflictError as err:
@@ -92,7 +127,9 @@ def _read(
     outputs = None
     if study_phase(view.counts, study.spec) == "Succeeded":
         outputs = optuna_calls.read_outputs(target.folder, study.spec)
-    return Observed(now=now, jobs=jobs, view=view, outputs=outputs, target=target)
+    return Observed(
+        now=now, jobs=jobs, view=view, outputs=outputs, target=target, refused=refused_paths
+    )
 
 
 class HPOStudyKind(Kind[Observed, StudyChanges, HPOStudyMetrics]):

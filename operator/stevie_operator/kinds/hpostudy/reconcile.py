@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from stevie_api.changes import IMMUTABLE_FIELD_CHANGED, immutable_message
 from stevie_api.hpo import HPOStudy, HPOStudyStatus, TrialCounts
-from stevie_operator.framework.children import job_outcome
+from stevie_operator.framework.children import first_problem, job_outcome, pod_problem
 from stevie_operator.framework.config import OperatorConfig
 from stevie_operator.framework.plan import Child, Decision, Plan, conclude, transition_events
 from stevie_operator.framework.resource import Subject, read_subject
@@ -62,6 +63,9 @@ class Observed:
     problem: StudyProblem | None = None
     outputs: FinishOutputs | None = None
     target: StudyTarget | None = None
+    refused: tuple[str, ...] = ()
+    """Immutable spec paths the latest edit changed: ``target.study`` is then the applied
+    spec (study.json) with the edit's mutable fields, and the study goes on with it."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,8 @@ def _plan_study(
     if over == "Succeeded":
         return _finish(sub, study, config, observed, summary)
     status.completion_time = None
-    verdict = _Verdict(Decision("Running", "TrialsRunning", summary), fail=fail)
+    stuck = first_problem(observed.jobs)  # a trial's pod cannot start (ImagePullBackOff...)
+    verdict = _Verdict(Decision("Running", "TrialsRunning", summary, stuck), fail=fail)
     verdict.ask = ask_count(counts, spec)
     for trial in jobless:
         job = trial_job(study, sub.namespace, trial.number, config)
@@ -178,9 +183,15 @@ def _finish(
         status.completion_time = status.completion_time or observed.now
         message = f"No trial completed: no report; {summary}"
         return _Verdict(Decision("Succeeded", "StudySucceeded", message))
-    if before.phase == "Succeeded" and before.trials == counts and before.report_uri:
-        # Finished and reported (the finish Job may have been deleted since): keep it.
-        old = before.get_condition("Degraded")
+    old = before.get_condition("Degraded")
+    report_failed = old is not None and old.status == "True" and old.reason == "ReportFailed"
+    if (
+        before.phase == "Succeeded"
+        and before.trials == counts
+        and (before.report_uri or report_failed)
+    ):
+        # Finished, reported or not (the finish Job may have been deleted since, e.g. by
+        # ttlSecondsAfterFinished): keep it; a failed finish is not run again.
         kept = (old.reason, old.message) if old is not None and old.status == "True" else None
         return _Verdict(Decision("Succeeded", "StudySucceeded", before.message or summary, kept))
     finished = counts.completed + counts.pruned
@@ -196,10 +207,11 @@ def _finish(
         return _Verdict(Decision("Running", "Finishing", message), children=[child])
     phase, _, message, finished_at = job_outcome(job)
     if phase not in TERMINAL:
-        return _Verdict(Decision("Running", "Finishing", f"{message} ({what}); {summary}"))
+        text = f"{message} ({what}); {summary}"
+        return _Verdict(Decision("Running", "Finishing", text, pod_problem(job)))
     status.completion_time = finished_at or status.completion_time or observed.now
     if phase == "Failed":
-        problem = f"{message}; the best trial stands, without {what} (delete the Job to retry)"
+        problem = f"{message}; the best trial stands, without {what} (the Job's logs say why)"
         degraded = ("ReportFailed", problem)
         return _Verdict(Decision("Succeeded", "StudySucceeded", summary, degraded))
     return _Verdict(_reported(sub, study, config, observed, job_name, summary))
@@ -268,6 +280,8 @@ def _verdict(sub: Study, observed: Observed, config: OperatorConfig) -> _Verdict
         return _Verdict(Decision(phase, reason, message, (reason, message), stuck=True))
     if observed.view is None:
         return _Verdict(Decision("Pending", "OpeningStudy", "Opening the Optuna study"))
+    if observed.target is not None:  # the spec the study runs (an edit may be refused)
+        study = observed.target.study
     verdict = _plan_study(sub, study, config, observed, observed.view)
     verdict.view = observed.view
     return verdict
@@ -282,9 +296,15 @@ def reconcile_hpo_study(
     config = config or OperatorConfig()
     sub = read_subject(body, HPOStudy, HPOStudyStatus)
     v = _verdict(sub, observed, config)
+    if observed.refused and v.decision.degraded is None:  # pod problems say so first
+        message = immutable_message(list(observed.refused), "study")
+        v.decision.degraded = (IMMUTABLE_FIELD_CHANGED, message)
     events = _trial_events(sub.before, sub.status, v.view)
     events += transition_events(
         sub.before, v.decision, succeeded="StudySucceeded", failed="StudyFailed"
     )
     work = StudyChanges(tuple(v.fail), v.ask)
-    return conclude(sub, v.decision, observed.now, events=events, children=v.children, work=work)
+    return conclude(
+        sub, v.decision, observed.now, events=events, children=v.children, work=work,
+        refused=bool(observed.refused),
+    )  # fmt: skip

@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from stevie_api.kinds import KINDS
 from stevie_api.naming import child_name
 from stevie_api.pbt import PBTPopulation
+from stevie_operator.framework.artifacts import resource_root
 from stevie_operator.framework.config import OperatorConfig
 from stevie_operator.framework.pods import ROLE_LABEL, Owner, TrainerCommand, trainer_job
 from stevie_trainer.common import storage
@@ -43,9 +43,10 @@ SUMMARY_NAME = "pbt_summary.json"
 
 
 def population_dir(pop: PBTPopulation, namespace: str, config: OperatorConfig) -> str:
-    """``<storage root>/<namespace>/pbtpopulations/<name>``."""
+    """``<storage root>/<namespace>/pbtpopulations/<name>/<uid>`` (a population deleted and
+    created again starts over: :func:`~stevie_operator.framework.artifacts.artifact_root`)."""
     root = pop.spec.template.storage.uri or config.storage_uri
-    return storage.join(root, namespace, KINDS[pop.kind].plural, pop.metadata.name)
+    return resource_root(root, namespace, pop.kind, pop.metadata, config.local)
 
 
 def interval_uri(pop_dir: str, member: int, interval: int) -> str:

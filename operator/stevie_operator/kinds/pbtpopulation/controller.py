@@ -38,9 +38,14 @@ from stevie_operator.kinds.pbtpopulation.control import load_state, save_state
 from stevie_operator.kinds.pbtpopulation.metrics import PBTPopulationMetrics
 from stevie_operator.kinds.pbtpopulation.reconcile import Observed, PopulationWork, reconcile_pbt
 from stevie_trainer.common import storage
-from stevie_trainer.pbt.state import running_actions
+from stevie_trainer.pbt.state import Population, running_actions
 
 __all__ = ["PBTPopulationKind", "read_population"]
+
+
+def _state_text(population: Population, child_seconds: dict[str, float]) -> str:
+    """The document :func:`save_state` writes, as comparable text (NaN fitness included)."""
+    return json.dumps(population.to_dict() | {"child_seconds": child_seconds}, sort_keys=True)
 
 
 def read_population(folder: str, jobs: Mapping[str, Mapping[str, Any]], now: datetime) -> Observed:
@@ -83,14 +88,17 @@ class PBTPopulationKind(Kind[Observed, PopulationWork, PBTPopulationMetrics]):
         return reconcile_pbt(body, observed, config)
 
     def persist(self, ctx: Context, observed: Observed, plan: Plan[PopulationWork]) -> bool:
-        """Write the spec document and the state, before any Job is created."""
+        """Write the spec document and the state, before any Job is created; the state only
+        when it differs from the one just read (most reconciles -- timer ticks, the events of
+        running Jobs -- change nothing, and each write is an fsync or an S3 PUT)."""
         work = plan.work
         if work is None:
             return False
         if work.write_spec is not None:
             text = json.dumps(work.write_spec, indent=2) + "\n"
             storage.write_text(storage.join(work.pop_dir, SPEC_NAME), text)
-        save_state(work.pop_dir, *work.state)
+        if observed.state is None or _state_text(*observed.state) != _state_text(*work.state):
+            save_state(work.pop_dir, *work.state)
         return False
 
     def make_metrics(self, registry: CollectorRegistry) -> PBTPopulationMetrics:
@@ -105,12 +113,17 @@ class PBTPopulationKind(Kind[Observed, PopulationWork, PBTPopulationMetrics]):
         plan: Plan[PopulationWork],
         observed: Observed,
     ) -> None:
-        if plan.work is None:
+        if plan.work is None:  # an invalid or refused spec: nothing trains
+            own.stopped(namespace, name)
             return
         population = plan.work.state[0]
         fitness = {m.index: m.fitness for m in population.members if m.fitness is not None}
         outcomes = plan.work.outcomes
         durations = [o.seconds for o in outcomes if o.seconds is not None and o.succeeded]
+        # Members still to train (a finishing or finished population has none).
+        training = plan.phase == "Running" and any(
+            m.status not in ("done", "failed") for m in population.members
+        )
         own.observe(
             namespace,
             name,
@@ -118,4 +131,5 @@ class PBTPopulationKind(Kind[Observed, PopulationWork, PBTPopulationMetrics]):
             intervals_completed=population.intervals_completed,
             new_exploits=sum(e.reason == "Exploit" for e in plan.events),
             interval_seconds=durations,
+            training=training,
         )

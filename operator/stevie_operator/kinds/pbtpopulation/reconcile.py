@@ -18,9 +18,22 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
-from stevie_api.pbt import PBTPopulation, PBTPopulationStatus
-from stevie_operator.framework.children import job_outcome, job_seconds
+from stevie_api.changes import (
+    IMMUTABLE_FIELD_CHANGED,
+    changed_paths,
+    effective,
+    immutable_message,
+    refused,
+)
+from stevie_api.pbt import PBTPopulation, PBTPopulationSpec, PBTPopulationStatus
+from stevie_operator.framework.children import (
+    first_problem,
+    job_outcome,
+    job_seconds,
+    pod_problem,
+)
 from stevie_operator.framework.config import OperatorConfig
 from stevie_operator.framework.plan import Child, Decision, Plan, conclude, transition_events
 from stevie_operator.framework.resource import Subject, read_subject, spec_document
@@ -72,11 +85,6 @@ class PopulationWork:
     outcomes: tuple[Outcome, ...] = ()
 
 
-def _frozen(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The spec fields a running population cannot change (parallelism may change)."""
-    return {k: v for k, v in spec.items() if k != "parallelism"}
-
-
 def _outcomes(population: Population, observed: Observed) -> tuple[list[Outcome], set[str]]:
     """Ended interval Jobs as outcomes; the names of running members' Jobs that exist."""
     found, alive = [], set()
@@ -84,12 +92,19 @@ def _outcomes(population: Population, observed: Observed) -> tuple[list[Outcome]
         assert action.name is not None and action.member is not None
         assert action.interval is not None
         job = observed.jobs.get(action.name)
+        result = observed.results.get((action.member, action.interval))
+        if job is None and result is not None:
+            # Finished (result.json is written last) and deleted (ttlSecondsAfterFinished)
+            # before the outcome was recorded: record it; never run the interval again.
+            message = f"Job {action.name} completed (deleted since; its result.json is kept)"
+            found.append(Outcome(action.name, action.member, action.interval, True,
+                                 dict(result), message))  # fmt: skip
+            continue
         if job is None:
             continue
         alive.add(action.name)
         phase, _, message, _ = job_outcome(job)
         if phase in TERMINAL:
-            result = observed.results.get((action.member, action.interval))
             found.append(
                 Outcome(
                     name=action.name,
@@ -114,9 +129,17 @@ def _describe(population: Population, target: int) -> str:
     )
 
 
+def _kept(before: PBTPopulationStatus, message: str) -> Decision:
+    """Succeeded, and the finish Job is gone (``ttlSecondsAfterFinished``): keep the outcome
+    (a failed finish is not run again)."""
+    old = before.get_condition("Degraded")
+    degraded = (old.reason, old.message) if old is not None and old.status == "True" else None
+    return Decision("Succeeded", "PopulationSucceeded", before.message or message, degraded)
+
+
 def _final(
     pop: PBTPopulation, population: Population, final: str, observed: Observed, namespace: str,
-    config: OperatorConfig,
+    config: OperatorConfig, before: PBTPopulationStatus,
 ) -> tuple[Decision, Child | None]:  # fmt: skip
     """Once every member is done or failed: the finish Job, then Succeeded."""
     target = pop.spec.population_size * pop.spec.stopping.max_intervals
@@ -126,9 +149,12 @@ def _final(
     name = finish_job_name(pop.metadata.name)
     job = observed.jobs.get(name)
     writing = Decision("Running", "Finishing", f"writing the summary; {message}")
-    if job is None:
+    if job is None and observed.summary is None:
+        if before.phase == "Succeeded":
+            return _kept(before, message), None
         return writing, Child(finish_job(pop, namespace, config))
-    phase, _, job_message, _ = job_outcome(job)
+    # A summary with no Job: it finished and was deleted before its end was recorded.
+    phase, _, job_message, _ = ("Succeeded", "", "", None) if job is None else job_outcome(job)
     if phase == "Succeeded" and observed.summary is not None:
         best = observed.summary.get("best") or {}
         sharpe = ((best.get("test") or {}).get("best member") or {}).get("sharpe")
@@ -144,26 +170,42 @@ def _final(
         return Decision(
             "Succeeded", "PopulationSucceeded", message, ("FinishFailed", job_message)
         ), None
+    writing.degraded = pod_problem(job) if job is not None else None
     return writing, None
 
 
-def _spec_check(
-    sub: Pop, pop: PBTPopulation, observed: Observed, pop_dir: str
-) -> tuple[Decision | None, dict[str, Any] | None]:
-    """(a Degraded decision if the spec changed where it may not, the spec document to write)."""
+@dataclass(frozen=True)
+class _SpecCheck:
+    """What the stored spec document says about an edit: the population to run (the applied
+    spec, with the edit's mutable fields), the spec document to write (new or changed where
+    allowed), and the immutable paths the edit changed (refused: Degraded names them)."""
+
+    pop: PBTPopulation
+    write_spec: dict[str, Any] | None = None
+    refused: tuple[str, ...] = ()
+    stuck: bool = False
+
+
+def _spec_check(pop: PBTPopulation, observed: Observed) -> _SpecCheck:
+    """Compare the spec with the stored one, normalised (an added defaulted field is no
+    change); only spec.parallelism may change once the population has started (its state
+    is saved after its spec: a spec without a state never started)."""
     doc = spec_document(pop)
     stored = observed.stored_spec
-    if stored is not None and stored.get("spec") == doc["spec"]:
-        return None, None
     theirs = (stored or {}).get("spec")
-    if isinstance(theirs, Mapping) and _frozen(theirs) != _frozen(doc["spec"]):
-        message = (
-            "the spec changed after the population started (only spec.parallelism may "
-            f"change); delete and re-create it to start over. State: {pop_dir}"
-        )
-        keep = sub.before.phase or "Running"
-        return Decision(keep, "SpecChanged", message, ("SpecChanged", message)), None
-    return None, doc
+    if not isinstance(theirs, Mapping):
+        return _SpecCheck(pop, doc)
+    if not changed_paths(theirs, pop.spec, PBTPopulationSpec):
+        return _SpecCheck(pop)
+    started = observed.state is not None
+    paths = refused("PBTPopulation", theirs, pop.spec, PBTPopulationSpec) if started else []
+    if not paths:
+        return _SpecCheck(pop, doc)
+    try:
+        spec = effective("PBTPopulation", theirs, pop.spec)
+    except ValidationError:  # the stored spec no longer validates: nothing to go on with
+        return _SpecCheck(pop, None, tuple(paths), stuck=True)
+    return _SpecCheck(pop.model_copy(update={"spec": spec}), None, tuple(paths))
 
 
 def _step(
@@ -189,14 +231,22 @@ def _population(
     sub: Pop, pop: PBTPopulation, observed: Observed, config: OperatorConfig
 ) -> Plan[PopulationWork]:
     pop_dir = population_dir(pop, sub.namespace, config)
-    refused, write_spec = _spec_check(sub, pop, observed, pop_dir)
-    if refused is not None:
-        return conclude(
-            sub,
-            refused,
-            observed.now,
-            events=transition_events(sub.before, refused, succeeded="PopulationSucceeded"),
+    check = _spec_check(pop, observed)
+    edit = None
+    if check.refused:
+        message = immutable_message(list(check.refused), "population")
+        edit = (IMMUTABLE_FIELD_CHANGED, f"{message}. State: {pop_dir}")
+    if check.stuck:
+        message = (
+            f"the population's stored spec ({pop_dir}/population-spec.json) no longer "
+            "validates, so it cannot go on, and the spec cannot change while it exists: "
+            "delete and re-create it to start over"
         )
+        edit = (IMMUTABLE_FIELD_CHANGED, message)
+        keep = Decision(sub.before.phase or "Running", IMMUTABLE_FIELD_CHANGED, message, edit)
+        events = transition_events(sub.before, keep, succeeded="PopulationSucceeded")
+        return conclude(sub, keep, observed.now, events=events, refused=True)
+    pop, write_spec = check.pop, check.write_spec
     state, outcomes, alive, events, actions = _step(pop, observed)
     population = state[0]
     children: list[Child] = []
@@ -212,9 +262,10 @@ def _population(
         "Pending" if status.phase == "Pending" else "Running",
         "Training",
         _describe(population, target),
+        first_problem(observed.jobs),  # an interval's pod cannot start (ImagePullBackOff...)
     )
     if final is not None:
-        d, finish = _final(pop, population, final, observed, sub.namespace, config)
+        d, finish = _final(pop, population, final, observed, sub.namespace, config, sub.before)
         children += [finish] if finish is not None else []
         if d.phase in TERMINAL:
             summary = dict(observed.summary) if observed.summary else None
@@ -222,11 +273,14 @@ def _population(
                 summary.setdefault("uri", storage.join(pop_dir, SUMMARY_NAME))
             status = population_status(population, summary, start_time=status.start_time)
             status.completion_time = sub.before.completion_time or observed.now
+    if edit is not None and d.degraded is None:  # a pod that cannot start says so first
+        d.degraded = edit  # goes on with the applied spec, and says why
     events += transition_events(sub.before, d, succeeded="PopulationSucceeded")
     work = PopulationWork(pop_dir, state, write_spec, tuple(outcomes))
     return conclude(
-        sub, d, observed.now, status=status, events=events, children=children, work=work
-    )
+        sub, d, observed.now, status=status, events=events, children=children, work=work,
+        refused=edit is not None,
+    )  # fmt: skip
 
 
 def reconcile_pbt(

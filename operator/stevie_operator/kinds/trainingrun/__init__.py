@@ -1,1 +1,1 @@
-"""TrainingRun (``tr``): one agent trained by one Job (:class:`.controller.TrainingRunKind`)."""
+"""TrainingRun (``strun``): one agent trained by one Job (:class:`.controller.TrainingRunKind`)."""

@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from stevie_api.kinds import KINDS
 from stevie_api.naming import child_name
 from stevie_api.training import TrainingRun
+from stevie_operator.framework.artifacts import resource_root
 from stevie_operator.framework.config import OperatorConfig
 from stevie_operator.framework.pods import ROLE_LABEL, Owner, TrainerCommand, trainer_job
-from stevie_trainer.common import storage
 
 __all__ = ["job_name", "run_uri", "training_job"]
 
@@ -25,9 +24,10 @@ def job_name(name: str) -> str:
 
 
 def run_uri(run: TrainingRun, namespace: str, config: OperatorConfig) -> str:
-    """Where the run's artifacts go: ``<root>/<namespace>/trainingruns/<name>``."""
+    """Where the run's artifacts go: ``<root>/<namespace>/trainingruns/<name>/<uid>``
+    (:func:`~stevie_operator.framework.artifacts.artifact_root`)."""
     root = run.spec.storage.uri or config.storage_uri
-    return storage.join(root, namespace, KINDS[run.kind].plural, run.metadata.name)
+    return resource_root(root, namespace, run.kind, run.metadata, config.local)
 
 
 def training_job(run: TrainingRun, namespace: str, config: OperatorConfig) -> dict[str, Any]:

@@ -36,6 +36,11 @@ def _outputs(uri: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     )
 
 
+def _finished(body: Body) -> bool:
+    status = body.get("status")
+    return isinstance(status, Mapping) and status.get("phase") in ("Succeeded", "Failed")
+
+
 class TrainingRunKind(Kind[Observed, None, TrainingRunMetrics]):
     """A TrainingRun trains one agent in one Job."""
 
@@ -48,7 +53,12 @@ class TrainingRunKind(Kind[Observed, None, TrainingRunMetrics]):
     async def observe(self, ctx: Context, body: Body, owned: Owned) -> Observed:
         uri = self.location(body, ctx.config)
         progress, result = await ctx.blocking(_outputs, uri) if uri else (None, None)
-        return Observed(now=utcnow(), jobs=owned.jobs, progress=progress, result=result)
+        # What a finished run trained, to refuse edits once its Job is gone (a running run's
+        # Job carries its spec).
+        spec = None
+        if uri and _finished(body):
+            spec = await ctx.blocking(read_json, storage.join(uri, "spec.json"))
+        return Observed(now=utcnow(), jobs=owned.jobs, progress=progress, result=result, spec=spec)
 
     def plan(self, body: Body, observed: Observed, config: OperatorConfig) -> Plan[None]:
         return reconcile_training_run(body, observed, config)

@@ -7,13 +7,23 @@ result.json when it is done; the status is a summary of both.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from stevie_api.training import ArtifactsStatus, ProgressStatus, TrainingRun, TrainingRunStatus
-from stevie_operator.framework.children import job_outcome
+from pydantic import ValidationError
+
+from stevie_api.changes import IMMUTABLE_FIELD_CHANGED, effective, immutable_message, refused
+from stevie_api.training import (
+    ArtifactsStatus,
+    ProgressStatus,
+    TrainingRun,
+    TrainingRunSpec,
+    TrainingRunStatus,
+)
+from stevie_operator.framework.children import job_outcome, pod_problem, pod_report
 from stevie_operator.framework.config import OperatorConfig
 from stevie_operator.framework.plan import Child, Decision, Plan, conclude, transition_events
 from stevie_operator.framework.resource import Subject, read_subject
@@ -42,6 +52,67 @@ class Observed:
     jobs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     progress: Mapping[str, Any] | None = None
     result: Mapping[str, Any] | None = None
+    spec: Mapping[str, Any] | None = None
+    """The spec.json the trainer recorded in the run folder (what it trained)."""
+
+
+def _job_spec(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The spec the Job's pods train: its STEVIE_SPEC (None for a Job without one)."""
+    pod = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+    for container in pod.get("containers") or []:
+        for var in container.get("env") or []:
+            if var.get("name") == "STEVIE_SPEC" and isinstance(var.get("value"), str):
+                try:
+                    doc = json.loads(var["value"])
+                except ValueError:
+                    return None
+                return doc if isinstance(doc, Mapping) else None
+    return None
+
+
+def _was_invalid(sub: Run) -> bool:
+    failed = sub.before.get_condition("Failed")
+    return failed is not None and failed.status == "True" and failed.reason == INVALID_SPEC
+
+
+def _applied(
+    sub: Run, run: TrainingRun, observed: Observed
+) -> tuple[TrainingRun, tuple[str, str] | None]:
+    """The run as it was applied (its Job's spec, or once the Job is gone the spec.json of a
+    finished run) with the edit's mutable fields, and Degraded's (reason, message) when the
+    edit changed immutable fields. No applied spec yet: every field may change."""
+    job = observed.jobs.get(job_name(run.metadata.name))
+    if job is not None:
+        applied = _job_spec(job)
+    elif sub.before.phase in TERMINAL and not _was_invalid(sub):
+        applied = observed.spec
+    else:
+        applied = None
+    if applied is None:
+        return run, None
+    paths = refused("TrainingRun", applied, run.spec, TrainingRunSpec)
+    if not paths:
+        return run, None
+    edit = (IMMUTABLE_FIELD_CHANGED, immutable_message(paths))
+    try:
+        spec = effective("TrainingRun", applied, run.spec)
+    except ValidationError:  # written by an older model that no longer validates
+        return run, edit
+    return run.model_copy(update={"spec": spec}), edit
+
+
+def _deadline(run: TrainingRun, job: Mapping[str, Any] | None) -> list[Child]:
+    """The Job update that applies an edited activeDeadlineSeconds (the one Job field a
+    running Job takes)."""
+    if job is None or job_outcome(job)[0] in TERMINAL:
+        return []
+    want = run.spec.active_deadline_seconds
+    if (job.get("spec") or {}).get("activeDeadlineSeconds") == want:
+        return []
+    meta = {"name": job_name(run.metadata.name)}
+    patch = {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
+             "spec": {"activeDeadlineSeconds": want}}  # fmt: skip
+    return [Child(patch, Event("Normal", "DeadlineUpdated", f"activeDeadlineSeconds: {want}"))]
 
 
 def _steps(value: Any) -> int | None:
@@ -108,6 +179,16 @@ def _kept(sub: Run) -> Decision:
     return Decision(phase, cond.reason if cond else phase, status.message or "", degraded)
 
 
+def _gone_after_success(sub: Run, observed: Observed, name: str) -> bool:
+    """The Job this status started is gone, and result.json says the run succeeded: the Job
+    finished and was deleted (``ttlSecondsAfterFinished``, or by hand) before its end was
+    recorded. Its outcome is the result; running it again would redo nothing. (A resource
+    with no status yet still gets its Job: the trainer decides what an old result means.)"""
+    result = observed.result
+    started = sub.before.phase in ("Pending", "Running") and sub.before.job_name == name
+    return started and isinstance(result, Mapping) and result.get("status") == "succeeded"
+
+
 def _succeeded(sub: Run, run: TrainingRun, observed: Observed, uri: str) -> Decision:
     status, name = sub.status, job_name(run.metadata.name)
     if not isinstance(observed.result, Mapping):
@@ -127,11 +208,13 @@ def _succeeded(sub: Run, run: TrainingRun, observed: Observed, uri: str) -> Deci
 
 def _running(sub: Run, run: TrainingRun, job: Mapping[str, Any]) -> Decision:
     failures = int((job.get("status") or {}).get("failed") or 0)
-    degraded = None
-    if failures:
+    degraded = pod_problem(job)
+    if failures and degraded is None:
+        report = pod_report(job)
+        last = f" (the latest, {report.failure[1]})" if report and report.failure else ""
         degraded = (
             "PodRetrying",
-            f"{failures} trainer pod(s) failed; retrying from the latest checkpoint "
+            f"{failures} trainer pod(s) failed{last}; retrying from the latest checkpoint "
             f"(backoffLimit {run.spec.backoff_limit})",
         )
     p = sub.status.progress
@@ -155,7 +238,7 @@ def _observe_job(
         return _succeeded(sub, run, observed, uri)
     if phase == "Running":
         return _running(sub, run, job)
-    return Decision(phase, reason, message)
+    return Decision(phase, reason, message, pod_problem(job))
 
 
 def _events(sub: Run, d: Decision, children: list[Child]) -> list[Event]:
@@ -176,10 +259,13 @@ def reconcile_training_run(
     sub = read_subject(body, TrainingRun, TrainingRunStatus)
     run, status = sub.resource, sub.status
     children: list[Child] = []
+    updates: list[Child] = []
+    edit = None
     if run is None:
         status.job_name = None
         d = Decision("Failed", INVALID_SPEC, "; ".join(sub.problems))
     else:
+        run, edit = _applied(sub, run, observed)
         uri = run_uri(run, sub.namespace, config)
         status.job_name = job_name(run.metadata.name)
         if status.artifacts is None or status.artifacts.uri != uri:
@@ -191,13 +277,21 @@ def reconcile_training_run(
             d = _observe_job(sub, run, observed, job, uri)
         elif sub.before.phase in TERMINAL and not was_invalid:
             d = _kept(sub)
+        elif _gone_after_success(sub, observed, status.job_name):
+            status.completion_time = status.completion_time or observed.now
+            d = _succeeded(sub, run, observed, uri)
         else:
             message = f"Created Job {status.job_name}"
             children.append(Child(training_job(run, sub.namespace, config),
                                   Event("Normal", "JobCreated", message)))  # fmt: skip
             status.progress = _progress(run, status.progress, observed.progress)
             d = Decision("Pending", "JobCreated", message)
-    return conclude(sub, d, observed.now, events=_events(sub, d, children), children=children)
+        updates = _deadline(run, job)
+    if edit is not None and d.degraded is None:  # a pod that cannot start says so first
+        d.degraded = edit  # the Job goes on with the spec it started with; say why
+    events = _events(sub, d, children)
+    return conclude(sub, d, observed.now, events=events, children=children, updates=updates,
+                    refused=edit is not None)  # fmt: skip
 
 
 def best_validation_sharpe(plan: Plan[None], observed: Observed) -> float | None:

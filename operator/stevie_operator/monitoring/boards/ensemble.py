@@ -48,21 +48,21 @@ def _share_panel(title: str, description: str, histogram: str) -> TimeseriesPane
     )
 
 
-def build() -> Dashboard:
-    variables = (
+def _board() -> Dashboard:
+    """The board with its variables: the namespace, then the Ensembles in it."""
+    return board(
+        "stevie-ensemble",
+        "Stevie / Ensemble",
+        "The Ensembles' decision services: traffic, latency, errors and decisions.",
         label_variable("namespace", "Namespace", "stevie_serve_ready", "namespace"),
         label_variable(
             "name", "Ensemble", 'stevie_serve_ready{namespace=~"$namespace"}', "stevie_name"
         ),
     )
-    layout = Layout(
-        board(
-            "stevie-ensemble",
-            "Stevie / Ensemble",
-            "The Ensembles' decision services: traffic, latency, errors and decisions.",
-            *variables,
-        )
-    )
+
+
+def _service(layout: Layout) -> None:
+    """Now, at a glance: ready pods, what each Ensemble serves, traffic and the 5xx share."""
     layout.row(
         "Service",
         stat(
@@ -93,6 +93,10 @@ def build() -> Dashboard:
             "5xx share", "Server errors over all requests.", "percentunit", [Q(ERROR_SHARE, "5xx")]
         ),
     )
+
+
+def _requests(layout: Layout) -> None:
+    """Traffic over time: requests by route and status, latency, errors, decisions."""
     layout.row(
         "Requests",
         timeseries(
@@ -130,6 +134,10 @@ def build() -> Dashboard:
             min_val=0,
         ),
     )
+
+
+def _decisions(layout: Layout) -> None:
+    """What the ensemble decides: how much its members agree, how sure it is, who weighs."""
     layout.row(
         "Decisions",
         _share_panel(
@@ -156,4 +164,15 @@ def build() -> Dashboard:
             width=24,
         ),
     )
+
+
+def build() -> Dashboard:
+    """The Ensemble board: one row per concern, top to bottom.
+
+    The calls' order is the board's: the Layout numbers rows and panels as they come.
+    """
+    layout = Layout(_board())
+    _service(layout)
+    _requests(layout)
+    _decisions(layout)
     return layout.dashboard

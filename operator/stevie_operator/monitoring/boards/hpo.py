@@ -28,19 +28,19 @@ PRUNED_SHARE = (
 )
 
 
-def build() -> Dashboard:
-    variables = (
+def _board() -> Dashboard:
+    """The board with its variables: the namespace, then the HPOStudies in it."""
+    return board(
+        "stevie-hpo",
+        "Stevie / HPO",
+        "Hyperparameter studies: trials by state, best value, durations, pruning.",
         label_variable("namespace", "Namespace", TRIALS, "namespace"),
         label_variable("name", "HPOStudy", f'{TRIALS}{{namespace=~"$namespace"}}', "name"),
     )
-    layout = Layout(
-        board(
-            "stevie-hpo",
-            "Stevie / HPO",
-            "Hyperparameter studies: trials by state, best value, durations, pruning.",
-            *variables,
-        )
-    )
+
+
+def _now(layout: Layout) -> None:
+    """Each study now: its trials by state, best value and pruned share."""
     layout.row(
         "Now",
         stat(
@@ -65,6 +65,10 @@ def build() -> Dashboard:
             width=6,
         ),
     )
+
+
+def _over_time(layout: Layout) -> None:
+    """The same over time, with how long trials take."""
     layout.row(
         "Over time",
         timeseries(
@@ -98,4 +102,14 @@ def build() -> Dashboard:
             max_val=1,
         ),
     )
+
+
+def build() -> Dashboard:
+    """The HPO board: the studies now, then over time.
+
+    The calls' order is the board's: the Layout numbers rows and panels as they come.
+    """
+    layout = Layout(_board())
+    _now(layout)
+    _over_time(layout)
     return layout.dashboard

@@ -28,20 +28,20 @@ DURATION = "stevie_operator_reconcile_duration_seconds"
 ZERO_PER_KIND = f"0 * sum by (kind) ({rate(COUNT, KIND)})"
 
 
-def build() -> Dashboard:
-    variables = (
+def _board() -> Dashboard:
+    """The board with its variables: the namespace (per-resource panels only), the kind."""
+    return board(
+        "stevie-operator",
+        "Stevie / Operator",
+        "The operator's reconciles and the resources it knows, by kind and phase.",
         # Every reconciled resource has a Job-failures series (at 0 until one fails).
         label_variable("namespace", "Namespace", "stevie_operator_job_failures_total", "namespace"),
         label_variable("kind", "Kind", "stevie_operator_resources", "kind"),
     )
-    layout = Layout(
-        board(
-            "stevie-operator",
-            "Stevie / Operator",
-            "The operator's reconciles and the resources it knows, by kind and phase.",
-            *variables,
-        )
-    )
+
+
+def _reconciles(layout: Layout) -> None:
+    """How often the operator reconciles, how often that fails, how long it takes."""
     layout.row(
         "Reconciles",
         timeseries(
@@ -75,6 +75,10 @@ def build() -> Dashboard:
             width=8,
         ),
     )
+
+
+def _resources(layout: Layout) -> None:
+    """The resources the operator knows, by kind and phase, now and over time."""
     layout.row(
         "Resources",
         stat(
@@ -100,6 +104,10 @@ def build() -> Dashboard:
             width=16,
         ),
     )
+
+
+def _results(layout: Layout) -> None:
+    """What the resources produce: failed trainer Jobs and best validation Sharpe."""
     layout.row(
         "Results",
         timeseries(
@@ -127,4 +135,15 @@ def build() -> Dashboard:
             ],
         ),
     )
+
+
+def build() -> Dashboard:
+    """The Operator board: reconciles, then resources, then their results.
+
+    The calls' order is the board's: the Layout numbers rows and panels as they come.
+    """
+    layout = Layout(_board())
+    _reconciles(layout)
+    _resources(layout)
+    _results(layout)
     return layout.dashboard

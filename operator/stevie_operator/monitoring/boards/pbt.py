@@ -24,8 +24,12 @@ LAST = f"stevie_operator_pbt_last_interval_timestamp_seconds{{{RES}}}"  # while 
 BY = "namespace, name"
 
 
-def build() -> Dashboard:
-    variables = (
+def _board() -> Dashboard:
+    """The board with its variables: the namespace, then the PBTPopulations in it."""
+    return board(
+        "stevie-pbt",
+        "Stevie / PBT",
+        "Population-based training: member fitness, exploits and interval durations.",
         label_variable(
             "namespace", "Namespace", "stevie_operator_pbt_intervals_completed", "namespace"
         ),
@@ -36,14 +40,10 @@ def build() -> Dashboard:
             "name",
         ),
     )
-    layout = Layout(
-        board(
-            "stevie-pbt",
-            "Stevie / PBT",
-            "Population-based training: member fitness, exploits and interval durations.",
-            *variables,
-        )
-    )
+
+
+def _population(layout: Layout) -> None:
+    """Each population now: intervals, exploits, best fitness, time since an interval."""
     layout.row(
         "Population",
         stat(
@@ -76,6 +76,10 @@ def build() -> Dashboard:
             width=6,
         ),
     )
+
+
+def _fitness(layout: Layout) -> None:
+    """Every member's fitness over time, where exploits show as jumps."""
     layout.row(
         "Fitness",
         timeseries(
@@ -89,6 +93,10 @@ def build() -> Dashboard:
             height=9,
         ),
     )
+
+
+def _intervals(layout: Layout) -> None:
+    """Progress over time: intervals completed, exploits and interval durations."""
     layout.row(
         "Intervals",
         timeseries(
@@ -122,4 +130,15 @@ def build() -> Dashboard:
             width=8,
         ),
     )
+
+
+def build() -> Dashboard:
+    """The PBT board: the populations now, their members' fitness, their intervals.
+
+    The calls' order is the board's: the Layout numbers rows and panels as they come.
+    """
+    layout = Layout(_board())
+    _population(layout)
+    _fitness(layout)
+    _intervals(layout)
     return layout.dashboard

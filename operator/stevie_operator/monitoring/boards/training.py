@@ -22,8 +22,12 @@ TRAINER = f'{POD}, run=~"$run"'
 LEGEND = "{{stevie_name}} {{pod}}"
 
 
-def build() -> Dashboard:
-    variables = (
+def _board() -> Dashboard:
+    """The board with its variables: the namespace, the resource, then its trainer runs."""
+    return board(
+        "stevie-training",
+        "Stevie / Training",
+        "Trainer processes (TrainingRuns, PBT intervals, HPO trials) as they train.",
         label_variable("namespace", "Namespace", "stevie_trainer_timesteps", "namespace"),
         label_variable(
             "name", "Resource", 'stevie_trainer_timesteps{namespace=~"$namespace"}', "stevie_name"
@@ -35,14 +39,10 @@ def build() -> Dashboard:
             "run",
         ),
     )
-    layout = Layout(
-        board(
-            "stevie-training",
-            "Stevie / Training",
-            "Trainer processes (TrainingRuns, PBT intervals, HPO trials) as they train.",
-            *variables,
-        )
-    )
+
+
+def _progress(layout: Layout) -> None:
+    """How far each trainer process is: timesteps against its total."""
     layout.row(
         "Progress",
         timeseries(
@@ -66,6 +66,10 @@ def build() -> Dashboard:
             height=8,
         ),
     )
+
+
+def _learning(layout: Layout) -> None:
+    """Whether it learns, and how fast: throughput, episode reward, best Sharpe."""
     layout.row(
         "Learning",
         timeseries(
@@ -91,6 +95,10 @@ def build() -> Dashboard:
             width=8,
         ),
     )
+
+
+def _curriculum(layout: Layout) -> None:
+    """Which curriculum stage each run is in."""
     layout.row(
         "Curriculum",
         state_timeline(
@@ -105,4 +113,15 @@ def build() -> Dashboard:
             ],
         ),
     )
+
+
+def build() -> Dashboard:
+    """The Training board: progress, learning, then curriculum.
+
+    The calls' order is the board's: the Layout numbers rows and panels as they come.
+    """
+    layout = Layout(_board())
+    _progress(layout)
+    _learning(layout)
+    _curriculum(layout)
     return layout.dashboard

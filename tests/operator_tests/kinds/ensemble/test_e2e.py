@@ -49,11 +49,12 @@ def status_of(
 
 def _train(cluster: Cluster, data: Path, name: str) -> None:
     """The member's trainer "runs": result.json written, its Job completes."""
-    run = data / "default" / "trainingruns" / name
-    wait_for(lambda: cluster.api("GET", f"{JOBS}/{name}-train"), what=f"{name}'s Job")
+    job = wait_for(lambda: cluster.api("GET", f"{JOBS}/{name}-train"), what=f"{name}'s Job")
+    run = job["metadata"]["annotations"]["stevie.dev/run-uri"]  # <data>/.../<name>/<uid>
+    assert run.startswith((data / "default" / "trainingruns" / name).as_uri() + "/")
     result = {"status": "succeeded", "timesteps": 20480, "validation": {"sharpe": 1.0},
               "test": {"agent": {"sharpe": 0.5}}}  # fmt: skip
-    storage.write_text(storage.join(run.as_uri(), "result.json"), json.dumps(result))
+    storage.write_text(storage.join(run, "result.json"), json.dumps(result))
     cluster.api("PATCH", f"{JOBS}/{name}-train/status", {"status": done()})
 
 

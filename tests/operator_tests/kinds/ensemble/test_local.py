@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from stevie_operator.framework.artifacts import local_uid
 from stevie_trainer.data.ohlcv import load_ohlcv
 from support.specs import BUNDLED, template
 
@@ -37,6 +38,8 @@ ENSEMBLE: dict[str, Any] = {
         "serving": {"enabled": True},
     },
 }
+# ``stevie run`` keys artifacts by a uid derived from kind, namespace and name.
+ENS_UID = local_uid("Ensemble", "default", "tiny-ens")
 DQN = {"learningStarts": 128, "bufferSize": 5000, "batchSize": 32}
 
 
@@ -75,7 +78,7 @@ def test_stevie_run_trains_the_members_then_backtests_the_ensemble(tmp_path: Pat
     # The comparison table: the ensemble beside each member and the baselines.
     header = [line for line in done.stdout.splitlines() if line.startswith("Metric ")][-1]
     assert header.split()[1:] == ["ensemble", "m-ppo", "m-dqn", "buy-and-hold", "expert", "random"]
-    folder = data / "default" / "ensembles" / "tiny-ens" / "versions" / status["version"]
+    folder = data / "default" / "ensembles" / "tiny-ens" / ENS_UID / "versions" / status["version"]
     for name in ("report.json", "ensemble.json", "table.txt", "decisions.jsonl", "equity.png",
                  "weights.png", "consensus.png"):  # fmt: skip
         assert (folder / name).stat().st_size > 0, name
@@ -156,5 +159,5 @@ def test_stevie_serve_serves_a_finished_local_ensemble(tmp_path: Path) -> None:
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(30)
-    logs = data / "default" / "ensembles" / "tiny-ens" / "decisions"
+    logs = data / "default" / "ensembles" / "tiny-ens" / ENS_UID / "decisions"
     assert any(logs.rglob("decisions-*.jsonl")), "the decision log was not written"

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from stevie_operator.framework.children import with_pods
 from stevie_operator.framework.config import OperatorConfig
 from stevie_operator.framework.plan import Plan
+from stevie_operator.framework.podstatus import PodReport
 from stevie_operator.kinds.ensemble.children import VERSION_ANNOTATION
 from stevie_operator.kinds.ensemble.reconcile import (
     EnsembleWork,
@@ -213,3 +215,28 @@ def test_an_invalid_spec_fails_without_children() -> None:
     plan = step(res, Observed(now=T0))
     assert plan.phase == "Failed" and not plan.children
     assert conditions(plan)["Failed"] == ("True", "InvalidSpec")
+
+
+def test_a_backtest_or_serve_pod_that_cannot_start_is_degraded() -> None:
+    """The backtest Job's and the Deployment's pods, as the controller attaches them."""
+    res = resource()
+    name = step(res, Observed(now=T0, sources=READY)).status["jobName"]
+    config_error = ("CreateContainerConfigError", 'pod b: secret "s3" not found')
+    stuck = with_pods({"status": {"active": 1, "ready": 0}}, PodReport(1, problem=config_error))
+    plan = step(res, Observed(now=T0, sources=READY, jobs={name: stuck}))
+    assert plan.phase == "Running"
+    assert conditions(plan)["Degraded"] == ("True", "CreateContainerConfigError")
+    assert [e.reason for e in plan.events] == ["CreateContainerConfigError"]
+    plan = _report_done(res)
+    dep = next(c for c in plan.children if c.kind == "Deployment").manifest
+    svc = next(c for c in plan.children if c.kind == "Service").manifest
+    report = PodReport(2, running=True, problem=("ImagePullBackOff", "pod s: x"))
+    pulling = with_pods({**dep, "status": {"readyReplicas": 1}}, report)
+    kids: dict[str, Any] = {"deployments": {dep["metadata"]["name"]: pulling},
+                            "services": {"ens": svc}}  # fmt: skip
+    job = {plan.status["jobName"]: {"status": {"succeeded": 1}}}
+    serving = step(res, Observed(now=T0, sources=READY, jobs=job, report=REPORT, **kids))
+    assert serving.phase == "Serving"  # one replica serves; the other cannot pull its image
+    assert conditions(serving)["Degraded"] == ("True", "ImagePullBackOff")
+    message = next(c["message"] for c in serving.status["conditions"] if c["type"] == "Degraded")
+    assert message == "Deployment ens-serve: pod s: x"

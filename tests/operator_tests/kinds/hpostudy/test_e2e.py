@@ -116,9 +116,10 @@ def _the_finish_job_reports(cluster: Cluster, folder: Path) -> None:
 def test_study_runs_trials_in_parallel_replaces_failures_and_finishes(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "data" / "default" / "hpostudies" / "hpo"
     with operator() as first:
         created = cluster.api("POST", HPO, STUDY)
+        # Artifacts are keyed by the object: <name>/<uid>.
+        folder = tmp_path / "data" / "default" / "hpostudies" / "hpo" / created["metadata"]["uid"]
         _first_trials_jobs(cluster, folder, created)
         finish_trial(cluster, folder, 0, 0.5)
         wait_for(job(cluster, "hpo-t2"), what="the next trial")

@@ -12,6 +12,7 @@ import optuna
 import pytest
 import yaml
 
+from stevie_operator.framework.artifacts import local_uid
 from stevie_trainer.hpo.significance import compare
 from stevie_trainer.hpo.study import open_storage
 from support.specs import hpo_study
@@ -45,7 +46,9 @@ def test_hpo_study_runs_locally_with_parallel_trials_and_reports(tmp_path: Path)
         "learning_rate",
         "gamma",
     }
-    study_dir = data / "default" / "hpostudies" / "tiny-hpo"
+    study_dir = (
+        data / "default" / "hpostudies" / "tiny-hpo" / local_uid("HPOStudy", "default", "tiny-hpo")
+    )
     # The verdict in the status is the one the seeds' own numbers give.
     seeds = json.loads((study_dir / "significance" / "significance.json").read_text())
     assert len(seeds["best"]) == len(seeds["default"]) == 2

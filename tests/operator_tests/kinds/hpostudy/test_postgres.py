@@ -25,6 +25,7 @@ import yaml
 
 from stevie_api.hpo import HPOStudy, HPOStudySpec
 from stevie_api.loader import load_resources
+from stevie_operator.framework.artifacts import local_uid
 from stevie_operator.local.launcher import LocalLauncher
 from stevie_operator.local.runner import run_resources
 from stevie_operator.registry import KINDS
@@ -183,4 +184,5 @@ def test_stevie_run_of_a_study_on_postgres_with_parallel_trials(
     )
     # No JournalStorage file anywhere: the RDB was the only storage.
     assert not list(data.rglob("*.journal"))
-    assert (data / "default" / "hpostudies" / "pg-hpo" / "optimization_report.txt").is_file()
+    uid = local_uid("HPOStudy", "default", "pg-hpo")  # ``stevie run``'s, the same every run
+    assert (data / "default" / "hpostudies" / "pg-hpo" / uid / "optimization_report.txt").is_file()

@@ -15,8 +15,10 @@ import optuna
 import pytest
 
 from stevie_api.hpo import HPOStudy
+from stevie_operator.framework.children import with_pods
 from stevie_operator.framework.config import OperatorConfig
 from stevie_operator.framework.plan import Plan
+from stevie_operator.framework.podstatus import PodReport
 from stevie_operator.framework.resource import validate
 from stevie_operator.framework.status import Event
 from stevie_operator.kinds.hpostudy import study as hpo_study
@@ -38,7 +40,7 @@ class World:
 
     def __init__(self, tmp_path: Path, **spec: Any) -> None:
         self.config = OperatorConfig(storage_uri=(tmp_path / "data").as_uri())
-        self.folder = tmp_path / "data" / "default" / "hpostudies" / "hpo"
+        self.folder = tmp_path / "data" / "default" / "hpostudies" / "hpo" / "u1"  # <name>/<uid>
         self.res: dict[str, Any] = {
             "apiVersion": "stevie.dev/v1alpha1",
             "kind": "HPOStudy",
@@ -314,3 +316,25 @@ def test_long_study_names_give_valid_distinct_job_names(tmp_path: Path) -> None:
     for name in names:
         assert len(name) <= 63 and name[-1].isalnum() and name[0].isalnum()
     kubernetes_validate.validate(trial_job(study, "default", 117, w.config), "1.30", strict=True)
+
+
+def test_a_trial_whose_pod_cannot_start_degrades_the_study_once(tmp_path: Path) -> None:
+    """The controller attaches what the pods say to each Job (children.with_pods): a trial's
+    ImagePullBackOff is the study's Degraded, one Warning, gone once the pod runs."""
+    w = World(tmp_path)
+    w.step()
+    w.reasons()
+    pulling = 'pod hpo-t1-x7k2p: Back-off pulling image "trainer:0.1"'
+    w.jobs["hpo-t1"] = with_pods(
+        {**w.jobs["hpo-t1"], "status": {"active": 1, "ready": 0}},
+        PodReport(pods=1, problem=("ImagePullBackOff", pulling)),
+    )
+    plan = w.step()
+    assert plan.phase == "Running"
+    degraded = next(c for c in plan.status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "ImagePullBackOff")
+    assert degraded["message"] == f"Job hpo-t1: {pulling}"
+    assert w.reasons() == ["ImagePullBackOff"]
+    assert w.step().status_patch == {} and w.reasons() == []  # one Event per transition
+    w.jobs["hpo-t1"] = with_pods(w.jobs["hpo-t1"], PodReport(pods=1, running=True))
+    assert conditions(w.step())["Degraded"] == ("False", "AsExpected")

@@ -100,11 +100,12 @@ def _the_finish_job_summarises(cluster: Cluster, folder: Path, exploits: int) ->
 def test_population_runs_intervals_exploits_survives_restart_and_finishes(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "data" / "default" / "pbtpopulations" / "pbt"
     doc = pbt_population("pbt", stopping={"maxIntervals": 2}, maxIntervalRetries=1)
     doc["spec"]["template"]["resources"] = {"cpu": "1", "memory": "1Gi"}
     with operator() as first:
         created = cluster.api("POST", PBT, doc)
+        uid = created["metadata"]["uid"]  # artifacts are keyed by the object: <name>/<uid>
+        folder = tmp_path / "data" / "default" / "pbtpopulations" / "pbt" / uid
         complete(cluster, "pbt-m0-i0", _first_intervals(cluster, folder, created))
         wait_for(lambda: "pbt-m2-i0" in jobs(cluster), what="member 2 starts in the free slot")
         cluster.settle()

@@ -13,10 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stevie_operator.framework.artifacts import local_uid
 from support.processes import default_sigint
 from support.specs import pbt_population
 
 POP = "default/pbtpopulations"
+# ``stevie run`` keys artifacts by a uid it derives from the name: the same on every run.
+RESUME_UID = local_uid("PBTPopulation", "default", "resume-pbt")
 
 
 def command(file: Path, data: Path) -> list[str]:
@@ -44,7 +47,7 @@ def test_a_tiny_population_evolves_reports_and_reruns_without_retraining(tmp_pat
     data = tmp_path / "runs"
     done = run(file, data)
     assert done.returncode == 0, done.stderr + done.stdout
-    out = data / POP / "tiny-pbt"
+    out = data / POP / "tiny-pbt" / local_uid("PBTPopulation", "default", "tiny-pbt")
     status = status_of(done.stdout)
     assert status["phase"] == "Succeeded" and status["intervalsCompleted"] == 9
     assert status["membersFailed"] == 0 and status["membersRunning"] == 0
@@ -87,7 +90,7 @@ def test_an_interrupted_population_resumes_without_redoing_finished_intervals(
     doc = pbt_population("resume-pbt", perturbationInterval=512, stopping={"maxIntervals": 3})
     file.write_text(yaml.safe_dump(doc))
     data = tmp_path / "runs"
-    state = data / POP / "resume-pbt" / "population.json"
+    state = data / POP / "resume-pbt" / RESUME_UID / "population.json"
     proc = subprocess.Popen(
         command(file, data),
         stdout=subprocess.PIPE,
@@ -104,12 +107,12 @@ def test_an_interrupted_population_resumes_without_redoing_finished_intervals(
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0
     assert "Traceback" not in err.decode()
-    finished = {k: v for k, v in mtimes(data / POP / "resume-pbt" / "members").items()}
+    finished = {k: v for k, v in mtimes(data / POP / "resume-pbt" / RESUME_UID / "members").items()}
     completed = json.loads(state.read_text())["intervals_completed"]
     assert 2 <= completed < 9 and len(finished) >= 2
 
     done = run(file, data)
     assert done.returncode == 0, done.stderr + done.stdout
     assert status_of(done.stdout)["intervalsCompleted"] == 9
-    after = mtimes(data / POP / "resume-pbt" / "members")
+    after = mtimes(data / POP / "resume-pbt" / RESUME_UID / "members")
     assert {k: after[k] for k in finished} == finished  # finished intervals were kept

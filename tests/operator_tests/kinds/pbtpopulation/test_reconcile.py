@@ -6,8 +6,10 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from stevie_operator.framework.children import with_pods
 from stevie_operator.framework.config import OperatorConfig
 from stevie_operator.framework.plan import Plan
+from stevie_operator.framework.podstatus import PodReport
 from stevie_operator.framework.status import Event
 from stevie_operator.kinds.pbtpopulation.children import finish_job_name
 from stevie_operator.kinds.pbtpopulation.reconcile import Observed, PopulationWork, reconcile_pbt
@@ -128,7 +130,7 @@ def test_parallelism_exploits_restart_and_completion() -> None:
     status = plan.status
     assert status["intervalsCompleted"] == 9 and status["bestMember"] == 0
     assert status["test"]["sharpe"] == 1.25 and len(status["top"]) == 3
-    assert status["summaryUri"].endswith("pop/pbt_summary.json")
+    assert status["summaryUri"].endswith("pop/u1/pbt_summary.json")  # <name>/<uid>
     assert {c["type"]: c["status"] for c in status["conditions"]}["Succeeded"] == "True"
     assert w.step().events == ()  # one Event per transition
 
@@ -170,6 +172,94 @@ def test_invalid_spec_and_changed_spec_are_reported_not_raised() -> None:
     assert len(plan.children) == 1 and len(w.running()) == 3
     w.res["spec"]["perturbationInterval"] = 999
     plan = w.step()
-    assert plan.children == () and plan.work is None
+    # Refused: the population goes on with the spec it started with (not rewritten).
+    assert plan.children == () and plan.work is not None and plan.work.write_spec is None
+    assert w.spec is not None and w.spec["spec"]["perturbationInterval"] == 256
     degraded = {c["type"]: c for c in plan.status["conditions"]}["Degraded"]
-    assert degraded["status"] == "True" and degraded["reason"] == "SpecChanged"
+    assert degraded["status"] == "True" and degraded["reason"] == "ImmutableFieldChanged"
+    assert degraded["message"].startswith("spec.perturbationInterval cannot change")
+
+
+def test_an_interval_whose_pod_cannot_start_degrades_the_population() -> None:
+    """What the pods say reaches the population through its Jobs (children.with_pods)."""
+    w = World(resource())
+    w.step()
+    first, *others = sorted(w.running())
+    w.jobs[first] = with_pods(
+        w.jobs[first],
+        PodReport(pods=1, problem=("Unschedulable", "pod p: 0/3 nodes are available")),
+    )
+    for name in others:
+        w.jobs[name] = with_pods(
+            w.jobs[name], PodReport(pods=1, problem=("Unschedulable", "pod q: 0/3 nodes"))
+        )
+    plan = w.step()
+    degraded = next(c for c in plan.status["conditions"] if c["type"] == "Degraded")
+    assert (plan.phase, degraded["status"], degraded["reason"]) == ("Running", "True",
+                                                                    "Unschedulable")  # fmt: skip
+    assert degraded["message"].startswith(f"Job {first}: pod p: 0/3 nodes are available")
+    more = f"; {len(others)} more Job(s) cannot start either" if others else ""
+    assert degraded["message"].endswith(more)
+    assert [e.reason for e in plan.events if e.type == "Warning"] == ["Unschedulable"]
+
+
+def test_a_stored_spec_without_a_since_added_defaulted_field_is_no_change() -> None:
+    """population-spec.json written by an older operator lacks the fields added since (and
+    spells out defaults the new model may have dropped): the population goes on."""
+    w = World(resource())
+    w.step()
+    assert w.spec is not None
+    w.spec["spec"].pop("mode")  # a defaulted field this "older" spec did not have
+    w.spec["spec"]["template"].pop("device")
+    w.res["metadata"]["generation"] = 2
+    w.res["spec"]["mode"] = "async"  # the default, as the API server writes it
+    plan = w.step()
+    degraded = {c["type"]: c for c in plan.status["conditions"]}["Degraded"]
+    assert degraded["status"] == "False" and plan.status["observedGeneration"] == 2
+
+
+def test_a_refused_edit_keeps_observed_generation_and_a_revert_applies() -> None:
+    w = World(resource())
+    w.step()
+    w.res["metadata"]["generation"] = 2
+    w.res["spec"]["populationSize"] = 5
+    w.res["spec"]["parallelism"] = 3  # mutable: applied even alongside a refused edit
+    plan = w.step()
+    conds = {c["type"]: c for c in plan.status["conditions"]}
+    assert conds["Degraded"]["reason"] == "ImmutableFieldChanged"
+    assert conds["Degraded"]["message"].startswith("spec.populationSize cannot change")
+    assert plan.status["observedGeneration"] == 1 and conds["Degraded"]["observedGeneration"] == 2
+    assert len(w.running()) == 3 and plan.status["phase"] == "Running"
+    assert [e.reason for e in plan.events] == ["ImmutableFieldChanged"]
+    assert w.step().events == ()  # one Event per transition
+    w.res["metadata"]["generation"] = 3
+    w.res["spec"]["populationSize"] = 3
+    plan = w.step()
+    assert plan.status["observedGeneration"] == 3
+    assert {c["type"]: c for c in plan.status["conditions"]}["Degraded"]["status"] == "False"
+
+
+def test_a_stale_status_from_an_older_operator_does_not_break_the_population() -> None:
+    w = World(resource())
+    w.step()
+    status = w.res["status"]
+    status["retiredField"] = [1, 2]  # an older operator's field, since removed
+    status["bestFitness"] = "n/a"  # retyped since
+    for cond in status["conditions"]:
+        cond.pop("observedGeneration", None)
+    w.res["metadata"]["generation"] = 4  # edits the status never saw, since reverted
+    plan = w.step()
+    assert plan.phase == "Running" and plan.status["observedGeneration"] == 4
+    assert "retiredField" not in plan.status and plan.status_patch["retiredField"] is None
+    assert all(c["observedGeneration"] == 4 for c in plan.status["conditions"])
+
+
+def test_a_stored_spec_without_a_state_never_started_so_any_edit_applies() -> None:
+    """The spec is saved before the state: a spec alone is a population that crashed before
+    it started."""
+    w = World(resource())
+    w.spec = pbt_population("pop", populationSize=5)
+    plan = w.step()
+    assert plan.work is not None and plan.work.write_spec is not None
+    assert w.spec["spec"]["populationSize"] == 3 and len(w.running()) == 2
+    assert {c["type"]: c for c in plan.status["conditions"]}["Degraded"]["status"] == "False"

@@ -61,7 +61,9 @@ def test_quickstart_job_is_valid_and_complete() -> None:
     spec = job["spec"]
     assert spec["backoffLimit"] == 3
     assert "activeDeadlineSeconds" not in spec
-    assert "ttlSecondsAfterFinished" not in spec
+    assert spec["ttlSecondsAfterFinished"] == 86400  # a day, then the Job and its pod go
+    assert spec["podReplacementPolicy"] == "Failed"
+    assert spec["template"]["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
     pod = spec["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -70,7 +72,7 @@ def test_quickstart_job_is_valid_and_complete() -> None:
     c = container(job)
     assert c["image"] == "ghcr.io/stevie-dev/stevie-trainer:0.1.0"
     assert c["command"] == ["python", "-m", "stevie_trainer", "train"]
-    out = "file:///data/stevie/team-a/trainingruns/quick"
+    out = "file:///data/stevie/team-a/trainingruns/quick/uid-1"  # keyed by the object
     assert c["args"] == ["--spec-json", "$(STEVIE_SPEC)", "--out", out]
     assert c["securityContext"] == {
         "allowPrivilegeEscalation": False,
@@ -138,7 +140,7 @@ def test_s3_storage_uses_the_secret_and_endpoint_and_no_pvc() -> None:
     job = training_job(tr, "ns", OperatorConfig())
     kubernetes_validate.validate(job, "1.30", strict=True)
     c = container(job)
-    assert c["args"][-1] == "s3://models/stevie/ns/trainingruns/quick"
+    assert c["args"][-1] == "s3://models/stevie/ns/trainingruns/quick/uid-1"
     assert c["envFrom"] == [{"secretRef": {"name": "minio-creds"}}]
     assert env(job)["STEVIE_S3_ENDPOINT_URL"] == "http://minio.minio:9000"
     volumes = job["spec"]["template"]["spec"]["volumes"]
@@ -157,7 +159,7 @@ def test_operator_settings_apply() -> None:
     job = training_job(run(), "ns", config)
     c = container(job)
     assert c["image"] == "example/trainer:1"
-    assert c["args"][-1] == "file:///mnt/runs/ns/trainingruns/quick"
+    assert c["args"][-1] == "file:///mnt/runs/ns/trainingruns/quick/uid-1"
     # The root is not under the default mount path: the claim is mounted at the root itself.
     assert {"name": "data", "mountPath": "/mnt/runs"} in c["volumeMounts"]
     assert {"name": "data", "persistentVolumeClaim": {"claimName": "shared"}} in (

@@ -106,9 +106,12 @@ def _trainer_writes_its_result_and_exits(cluster: Cluster, run_dir: Path) -> Non
 
 
 def test_training_run_job_progress_success(cluster: Cluster, tmp_path: Path) -> None:
-    run_dir = tmp_path / "data" / "default" / "trainingruns" / "quick"
     with operator() as runner:
         created = cluster.api("POST", TR, training_run("quick"))
+        # Artifacts are keyed by the object: <name>/<uid>.
+        run_dir = (
+            tmp_path / "data" / "default" / "trainingruns" / "quick" / created["metadata"]["uid"]
+        )
         _created_job_and_pending(cluster, created, run_dir)
         _pod_runs_and_reports_progress(cluster, run_dir)
         _trainer_writes_its_result_and_exits(cluster, run_dir)

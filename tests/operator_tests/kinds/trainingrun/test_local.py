@@ -9,8 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stevie_operator.framework.artifacts import local_uid
 from support.processes import default_sigint
 
+# ``stevie run`` keys artifacts by a uid derived from kind, namespace and name: a rerun
+# finds the same folder.
+TINY_UID = local_uid("TrainingRun", "default", "tiny")
 TINY = """\
 apiVersion: stevie.dev/v1alpha1
 kind: TrainingRun
@@ -66,7 +70,7 @@ def test_stevie_run_trains_reports_and_a_rerun_resumes_nothing(tmp_path: Path) -
         "Failed": "False",
     }
     assert status["progress"]["timesteps"] == 2048
-    run_dir = data / "default" / "trainingruns" / "tiny"
+    run_dir = data / "default" / "trainingruns" / "tiny" / TINY_UID
     assert status["artifacts"]["model"] == (run_dir / "model.zip").as_uri()
     assert (run_dir / "result.json").is_file()
 
@@ -101,7 +105,7 @@ def test_ctrl_c_stops_the_trainer_and_a_rerun_resumes(tmp_path: Path) -> None:
         text=True,
         preexec_fn=default_sigint,
     )
-    checkpoints = data / "default" / "trainingruns" / "tiny" / "checkpoints"
+    checkpoints = data / "default" / "trainingruns" / "tiny" / TINY_UID / "checkpoints"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(checkpoints.glob("*/state.json")):
         time.sleep(0.1)

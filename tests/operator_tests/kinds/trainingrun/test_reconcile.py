@@ -18,7 +18,7 @@ from support.paths import example
 
 QUICKSTART = example("trainingrun-quickstart.yaml")
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
-URI = "file:///data/stevie/default/trainingruns/quick"
+URI = "file:///data/stevie/default/trainingruns/quick/u1"  # <name>/<uid>
 
 
 def resource(generation: int = 1, **spec: Any) -> dict[str, Any]:
