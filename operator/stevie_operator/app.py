@@ -35,6 +35,8 @@ __all__ = ["exit_process", "main", "register"]
 
 logger = logging.getLogger(__name__)
 LEADER_KEY = "stevie.leader"
+FINALIZER = f"{GROUP}/finalizer"
+"""The finalizer kopf puts on unfinished resources (instead of kopf.zalando.org's)."""
 
 
 def _leader_handlers(
@@ -63,6 +65,11 @@ def _operator_handlers(registry: kopf.OperatorRegistry) -> None:
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix=GROUP, key="last-handled-configuration"
         )
+        # kopf puts a finalizer on every resource its timer runs for (it stops the timer
+        # before the object goes): ours, by name, so `kubectl get -o yaml` says whose it is.
+        # With the operator gone, `kubectl delete` waits on it: remove it by hand
+        # (docs/kubernetes.md, "Uninstall").
+        settings.persistence.finalizer = FINALIZER
         # Events come from the reconcilers (one per transition), not from every log line.
         settings.posting.level = logging.WARNING
         settings.posting.reporting_component = MANAGED_BY

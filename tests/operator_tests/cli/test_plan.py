@@ -144,3 +144,31 @@ def test_it_runs_in_the_operator_image_without_torch(name: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert len([d for d in yaml.safe_load_all(done.stdout) if d]) == len(EXPECTED[name])
+
+
+def _data_uris(doc: Any) -> list[str]:
+    """Every ``data.uri`` in a resource (a TrainingRun's, a template's)."""
+    if isinstance(doc, dict):
+        data = doc.get("data")
+        found = [data["uri"]] if isinstance(data, dict) and "uri" in data else []
+        return found + [u for v in doc.values() for u in _data_uris(v)]
+    if isinstance(doc, list):
+        return [u for v in doc for u in _data_uris(v)]
+    return []
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_every_examples_pods_can_read_its_data(
+    capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """A file:// data URI must lie on a volume the pod mounts (an example once read
+    file:///data/... while its artifacts, and so its only volume, were in S3)."""
+    files = [u.removeprefix("file://") for u in _data_uris(list(yaml.safe_load_all(
+        (EXAMPLES / name).read_text()))) if u.startswith("file://")]  # fmt: skip
+    for doc in planned(capsys, EXAMPLES / name):
+        if doc["kind"] == "Service":
+            continue
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            mounts = [m["mountPath"].rstrip("/") + "/" for m in container["volumeMounts"]]
+            unreadable = [f for f in files if not any(f.startswith(m) for m in mounts)]
+            assert not unreadable, f"{doc['metadata']['name']}: no volume for {unreadable}"

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stevie_operator.app import FINALIZER
 from stevie_trainer.common import storage
 from support.kmock import JOBS, Cluster, conditions, operator, wait_for
 from support.kmock import handled as handled_at
@@ -113,6 +114,9 @@ def test_training_run_job_progress_success(cluster: Cluster, tmp_path: Path) -> 
             tmp_path / "data" / "default" / "trainingruns" / "quick" / created["metadata"]["uid"]
         )
         _created_job_and_pending(cluster, created, run_dir)
+        # Our finalizer, not kopf's (named, documented, removable with the operator gone).
+        meta = cluster.api("GET", f"{TR}/quick")["metadata"]
+        assert meta.get("finalizers") == [FINALIZER] == ["stevie.dev/finalizer"]
         _pod_runs_and_reports_progress(cluster, run_dir)
         _trainer_writes_its_result_and_exits(cluster, run_dir)
         events = wait_for(
