@@ -15,11 +15,15 @@ already exists (409) is not an error when it is this object's (its controlling
 ownerReference has this object's uid): its Event is not posted, and its own events bring
 the next reconcile. A child of another owner (the Job of a deleted object of the same name,
 not yet garbage-collected) is neither observed nor adopted: the object is Degraded until it
-is gone (:mod:`.ownership`).
+is gone (:mod:`.ownership`). A persist that fails (storage unwritable or unreachable)
+creates nothing either: the object is Degraded (StorageUnavailable) until a later
+reconcile saves (:func:`_planned`).
 """
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -37,12 +41,14 @@ from stevie_operator.framework.children import (
 from stevie_operator.framework.kind import Body, Context, Kind
 from stevie_operator.framework.kube import KubeAPI, field_selector, object_path
 from stevie_operator.framework.ownership import foreign_owner, split_owned, with_foreign
-from stevie_operator.framework.plan import Plan
+from stevie_operator.framework.plan import Plan, unsaved
 from stevie_operator.framework.pods import KIND_LABEL, NAME_LABEL
 from stevie_operator.framework.resource import namespace_of
+from stevie_trainer.common import storage
 
 __all__ = ["MAX_EVENT_READS", "MAX_PASSES", "drive", "failed_jobs", "live_object", "owned_children"]
 
+logger = logging.getLogger(__name__)
 Foreign = dict[tuple[str, str], str]  # (child kind, name) -> whose it is (see .ownership)
 MAX_PASSES = 3
 """Plans per reconcile at most (persist -> observe -> plan again); two settle in practice."""
@@ -168,6 +174,42 @@ async def _update(
             ctx.post(body, [child.event])
 
 
+def _stored(body: Body) -> dict[str, Any]:
+    status = body.get("status")
+    return status if isinstance(status, dict) else {}
+
+
+async def _planned(
+    ctx: Context, kind: Kind[Any, Any, Any], body: Body, owned: Owned
+) -> tuple[Any, Plan[Any], bool]:
+    """Observe, plan and persist (observing and planning again while persisting changes the
+    world); and whether the state was saved.
+
+    A storage or file-system error while saving (an unwritable or read-only path, S3
+    unreachable or refusing) is no crash: the plan is :func:`~.plan.unsaved`'s (nothing
+    created, Degraded saying what failed, one Warning Event), counted in
+    ``stevie_operator_reconcile_errors_total`` (the reconcile failed its purpose, so the
+    alert on it fires), and retried by the next timer tick or event, not by kopf's backoff
+    loop on a handler that raises (which would leave the status silent)."""
+    observed = await kind.observe(ctx, body, owned)
+    plan = kind.plan(body, observed, ctx.config)
+    try:
+        for _ in range(MAX_PASSES):
+            if not await ctx.blocking(kind.persist, ctx, observed, plan):
+                break
+            observed = await kind.observe(ctx, body, owned)
+            plan = kind.plan(body, observed, ctx.config)
+    except (storage.StorageError, OSError) as exc:
+        why = str(exc) if isinstance(exc, storage.StorageError) else f"{type(exc).__name__}: {exc}"
+        message = f"cannot save this {kind.name}'s state, so nothing was created: {why}"
+        meta = body.get("metadata") or {}
+        logger.warning("%s %s/%s: %s", kind.name, namespace_of(body), meta.get("name"), message)
+        ctx.metrics.reconcile_errors.labels(kind.name).inc()
+        plan = unsaved(_stored(body), meta.get("generation"), message, datetime.now(UTC))
+        return observed, plan, False
+    return observed, plan, True
+
+
 async def drive(
     ctx: Context, kind: Kind[Any, Any, Any], namespace: str, name: str
 ) -> Plan[Any] | None:
@@ -180,19 +222,13 @@ async def drive(
                 return None
             uid = (body.get("metadata") or {}).get("uid")
             owned, foreign = await _children(api, kind, namespace, name, uid)
-            observed = await kind.observe(ctx, body, owned)
-            plan = kind.plan(body, observed, ctx.config)
-            for _ in range(MAX_PASSES):
-                if not await ctx.blocking(kind.persist, ctx, observed, plan):
-                    break
-                observed = await kind.observe(ctx, body, owned)
-                plan = kind.plan(body, observed, ctx.config)
-            problems = await _create(api, ctx, kind, body, plan, foreign)
+            observed, plan, saved = await _planned(ctx, kind, body, owned)
+            problems = await _create(api, ctx, kind, body, plan, foreign) if saved else []
             if problems:
                 meta = body.get("metadata") or {}
-                stored = body.get("status") if isinstance(body.get("status"), dict) else {}
-                plan = with_foreign(plan, stored or {}, meta.get("generation"), problems)
-            await _update(api, ctx, body, plan, foreign)
+                plan = with_foreign(plan, _stored(body), meta.get("generation"), problems)
+            if saved:
+                await _update(api, ctx, body, plan, foreign)
             if plan.status_patch:
                 path = object_path(API_VERSION, kind.info.plural, namespace, name, "status")
                 await api.merge_patch(path, {"status": plan.status_patch})
@@ -200,6 +236,7 @@ async def drive(
             ctx.references.update((kind.name, namespace, name), kind.references(body))
             ctx.metrics.observe(kind.name, namespace, name, plan.phase)
             ctx.metrics.failed_jobs(kind.name, namespace, name, failed_jobs(owned))
-            own = ctx.metrics.of(kind.name, kind.make_metrics)
-            kind.record(ctx.metrics, own, namespace, name, plan, observed)
+            if saved:  # else the kind's own metrics keep what was last saved
+                own = ctx.metrics.of(kind.name, kind.make_metrics)
+                kind.record(ctx.metrics, own, namespace, name, plan, observed)
             return plan

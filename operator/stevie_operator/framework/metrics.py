@@ -2,7 +2,8 @@
 shares, and a place for each kind's own (``kinds/<kind>/metrics.py``), all in one registry.
 
 - ``stevie_operator_reconcile_duration_seconds{kind}``: histogram of reconcile durations;
-- ``stevie_operator_reconcile_errors_total{kind}``: reconciles that raised;
+- ``stevie_operator_reconcile_errors_total{kind}``: reconciles that raised, or whose state
+  could not be saved;
 - ``stevie_operator_resources{kind,phase}``: resources known to the operator, by phase;
 - ``stevie_operator_best_validation_sharpe{kind,namespace,name}``: best validation Sharpe
   of each resource (absent until known);
@@ -56,7 +57,7 @@ class OperatorMetrics:
         )
         self.reconcile_errors = Counter(
             "stevie_operator_reconcile_errors",
-            "Reconciles that failed with an error (they are retried).",
+            "Reconciles that failed with an error or could not save their state (retried).",
             ["kind"],
             registry=self.registry,
         )

@@ -23,8 +23,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from stevie_api.common import Condition
-from stevie_operator.framework.plan import Plan
+from stevie_operator.framework.plan import Plan, degraded_of, with_degraded
 from stevie_operator.framework.status import Event, merge_patch
 
 __all__ = ["FOREIGN_CHILD", "controller_ref", "foreign_owner", "split_owned", "with_foreign"]
@@ -93,23 +92,10 @@ def with_foreign(
     could not be created, the status message saying so too, and a Warning Event the first
     time (the status merge patch is recomputed against ``stored``)."""
     message = "; ".join(problems)
-    conditions = [dict(c) for c in plan.status.get("conditions") or [] if isinstance(c, Mapping)]
-    old = next((c for c in stored.get("conditions") or [] if c.get("type") == "Degraded"), None)
-    old = old if isinstance(old, Mapping) else {}
-    since = old.get("lastTransitionTime") if old.get("status") == "True" else None
-    degraded = Condition(
-        type="Degraded",
-        status="True",
-        reason=FOREIGN_CHILD,
-        message=message,
-        observed_generation=generation if isinstance(generation, int) else None,
-        last_transition_time=since or datetime.now(UTC),
-    ).to_dict()
-    at = next((i for i, c in enumerate(conditions) if c.get("type") == "Degraded"), None)
-    if at is None:
-        conditions.append(degraded)
-    else:
-        conditions[at] = degraded
+    old = degraded_of(stored)
+    conditions = with_degraded(
+        plan.status.get("conditions"), old, FOREIGN_CHILD, message, generation, datetime.now(UTC)
+    )
     status = {**plan.status, "message": message, "conditions": conditions}
     again = old.get("reason") == FOREIGN_CHILD and old.get("message") == message
     events = plan.events if again else (*plan.events, Event("Warning", FOREIGN_CHILD, message))

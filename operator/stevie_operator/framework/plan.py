@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from stevie_api.common import StatusBase
+from stevie_api.common import Condition, StatusBase
 from stevie_operator.framework.resource import Subject
 from stevie_operator.framework.status import (
     INVALID_SPEC,
@@ -24,7 +24,18 @@ from stevie_operator.framework.status import (
     set_conditions,
 )
 
-__all__ = ["Child", "Decision", "Plan", "conclude", "transition_events"]
+__all__ = [
+    "STORAGE_UNAVAILABLE",
+    "Child",
+    "Decision",
+    "Plan",
+    "conclude",
+    "transition_events",
+    "unsaved",
+]
+
+STORAGE_UNAVAILABLE = "StorageUnavailable"
+"""The Degraded reason of an object whose state could not be saved (so nothing was created)."""
 
 W = TypeVar("W")
 
@@ -152,3 +163,61 @@ def conclude(
         work=work,
         problems=tuple(subject.problems),
     )
+
+
+def degraded_of(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The Degraded condition of a status ({} if none)."""
+    found = next(
+        (c for c in status.get("conditions") or [] if isinstance(c, Mapping)
+         and c.get("type") == "Degraded"),
+        None,
+    )  # fmt: skip
+    return found if found is not None else {}
+
+
+def with_degraded(
+    conditions: Any,
+    old: Mapping[str, Any],
+    reason: str,
+    message: str,
+    generation: Any,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """``conditions`` with Degraded True for ``reason``, keeping the transition time of an
+    ``old`` Degraded that was already True."""
+    found = [dict(c) for c in conditions or [] if isinstance(c, Mapping)]
+    degraded = Condition(
+        type="Degraded",
+        status="True",
+        reason=reason,
+        message=message,
+        observed_generation=generation if isinstance(generation, int) else None,
+        last_transition_time=(
+            old.get("lastTransitionTime") if old.get("status") == "True" else None
+        )
+        or now,
+    ).to_dict()
+    at = next((i for i, c in enumerate(found) if c.get("type") == "Degraded"), None)
+    if at is None:
+        found.append(degraded)
+    else:
+        found[at] = degraded
+    return found
+
+
+def unsaved(stored: Mapping[str, Any], generation: Any, message: str, now: datetime) -> Plan[Any]:
+    """The plan of a reconcile whose persist failed: create nothing (saving first is what
+    makes creating safe after a crash), keep the stored status (phase, observedGeneration:
+    nothing of the new plan was applied) with Degraded True (:data:`STORAGE_UNAVAILABLE`)
+    and ``message``, and a Warning Event on the transition into it only, not every retry.
+    The next plan that persists sets Degraded from its own decision again."""
+    old = degraded_of(stored)
+    again = old.get("status") == "True"
+    conditions = with_degraded(
+        stored.get("conditions"), old, STORAGE_UNAVAILABLE, message, generation, now
+    )
+    phase = stored.get("phase") if isinstance(stored.get("phase"), str) else "Pending"
+    status = {**stored, "phase": phase, "message": message, "conditions": conditions}
+    first = not (again and old.get("reason") == STORAGE_UNAVAILABLE)
+    events = (Event("Warning", STORAGE_UNAVAILABLE, message),) if first else ()
+    return Plan(status, merge_patch(stored, status), phase, events)

@@ -23,9 +23,10 @@ from stevie_operator.framework.kube import KubeAPI, object_path
 from stevie_operator.framework.metrics import KindMetrics, OperatorMetrics
 from stevie_operator.framework.plan import Child, Plan
 from stevie_operator.framework.pods import Owner, owner_labels
-from stevie_operator.framework.status import Event
+from stevie_operator.framework.status import Event, merge_patch
 from stevie_operator.local.cluster import LocalCluster
 from stevie_operator.local.launcher import LocalLauncher
+from stevie_trainer.common.storage import StorageError
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -90,6 +91,7 @@ class Toy(Kind[Seen, int, KindMetrics]):
     log: list[str] = field(default_factory=list)
     saved: int = 0
     recorded: list[str | None] = field(default_factory=list)
+    broken: Exception | None = None
 
     async def observe(self, ctx: Context, body: Body, owned: Owned) -> Seen:
         self.log.append("observe")
@@ -113,10 +115,13 @@ class Toy(Kind[Seen, int, KindMetrics]):
         )
         phase = "Running" if children or observed.jobs else "Pending"
         status = {"phase": phase, "message": f"saved {observed.saved}"}
-        return Plan(status, status, phase, (Event("Normal", "Planned", phase),), children, 1)
+        patch = merge_patch(body.get("status") or {}, status)
+        return Plan(status, patch, phase, (Event("Normal", "Planned", phase),), children, 1)
 
     def persist(self, ctx: Context, observed: Seen, plan: Plan[int]) -> bool:
         self.log.append("persist")
+        if self.broken is not None:
+            raise self.broken
         self.saved += plan.work or 0
         again = self.replans > 0
         self.replans -= 1
@@ -250,6 +255,70 @@ def test_a_job_of_a_previous_object_of_the_name_is_not_observed_nor_adopted() ->
     assert plan is not None and "conditions" not in plan.status
     created = api.objects[("batch/v1", "jobs", "default", "run-j0")]
     assert created["metadata"]["ownerReferences"][0]["uid"] == run["metadata"]["uid"]
+
+
+def _errors(ctx: Ctx) -> float | None:
+    labels = {"kind": "TrainingRun"}
+    return ctx.metrics.registry.get_sample_value("stevie_operator_reconcile_errors_total", labels)
+
+
+def test_a_persist_that_fails_creates_nothing_and_degrades_until_it_saves() -> None:
+    """Storage that refuses the write (a read-only or unwritable path, S3 down) is no crash
+    loop: nothing is created (saving first is what makes creating safe), the status says
+    why, keeping the phase, one Warning per transition, and the next reconcile retries."""
+    kind, ctx, log = world(broken=StorageError("file:///data/run/state.json: permission denied"))
+    api = ctx.api()
+    assert isinstance(api, Recorded)
+    key = ("stevie.dev/v1alpha1", "trainingruns", "default", "run")
+    api.objects[key]["status"] = {"phase": "Running", "message": "saved 0"}
+    api.objects[key]["metadata"]["generation"] = 3
+    message = (
+        "cannot save this TrainingRun's state, so nothing was created: "
+        "file:///data/run/state.json: permission denied"
+    )
+    for _ in range(2):  # the first failing pass, then a retry (a timer tick)
+        plan = asyncio.run(drive(ctx, kind, "default", "run"))
+        assert plan is not None and plan.phase == "Running" and plan.children == ()
+        stored = api.objects[key]["status"]
+        assert _degraded(stored) == ("True", "StorageUnavailable", message)
+        assert stored["phase"] == "Running" and stored["message"] == message
+    assert not any(entry.startswith("create") for entry in log)
+    assert [(e.type, e.reason, e.message) for e in ctx.events] == [
+        ("Warning", "StorageUnavailable", message)  # once, not every retry
+    ]
+    assert _errors(ctx) == 2  # each failed reconcile counts: the errors alert fires
+    assert kind.recorded == []  # the kind's own metrics keep what was last saved
+    since = next(c for c in stored["conditions"] if c["type"] == "Degraded")
+    assert since["observedGeneration"] == 3
+
+    kind.broken = NotADirectoryError(20, "Not a directory", "/data/file.txt/sub")
+    asyncio.run(drive(ctx, kind, "default", "run"))  # another error: still one Warning
+    assert _degraded(api.objects[key]["status"])[2].endswith(
+        "NotADirectoryError: [Errno 20] Not a directory: '/data/file.txt/sub'"
+    )
+    assert len(ctx.events) == 1
+
+    kind.broken = None  # the storage is back
+    ctx.events.clear()
+    plan = asyncio.run(drive(ctx, kind, "default", "run"))
+    assert [e for e in log if e.startswith("create")] == ["create run-j0", "create run-j1"]
+    assert plan is not None and "conditions" not in plan.status
+    assert "conditions" not in api.objects[key]["status"]  # Degraded cleared
+    assert [e.reason for e in ctx.events] == ["Created", "Created", "Planned"]
+    assert _errors(ctx) == 3 and kind.recorded == ["Running"]
+
+
+def test_an_error_that_is_not_storage_still_raises() -> None:
+    """Only storage and OS errors are the world's; a bug raises (kopf retries, logs it)."""
+    kind, ctx, log = world(broken=KeyError("bug"))
+    try:
+        asyncio.run(drive(ctx, kind, "default", "run"))
+    except KeyError:
+        pass
+    else:
+        raise AssertionError("a bug was swallowed")
+    assert not any(entry.startswith("create") for entry in log)
+    assert _errors(ctx) == 1
 
 
 def test_an_object_that_is_gone_or_being_deleted_is_not_reconciled() -> None:
