@@ -16,6 +16,7 @@ from chart_tests.helm import value_args as args_of
 
 from stevie_api.kinds import KINDS
 from stevie_operator import rbac
+from stevie_operator.framework.config import OperatorConfig
 from stevie_operator.framework.pods import MANAGED_BY, TRAINER_METRICS_PORT, owner_labels
 
 CI = {p.name.removesuffix("-values.yaml"): p for p in CI_VALUES}
@@ -326,3 +327,22 @@ def test_notes_say_how_to_apply_watch_and_find_the_dashboards(tmp_path: Path) ->
 def test_image_tag_defaults_to_app_version(name: str) -> None:
     image = container(render([CI[name]]))["image"]
     assert image == "ghcr.io/stevie-dev/stevie-operator:0.1.0"
+
+
+def test_the_admission_allow_lists_reach_the_operator_only_when_set() -> None:
+    plain = env(render())
+    assert "STEVIE_ALLOWED_IMAGES" not in plain and "STEVIE_ALLOWED_SERVICE_ACCOUNTS" not in plain
+    sets = {
+        "admission.allowedImages[0]": "ghcr.io/stevie-dev/*",
+        "admission.allowedImages[1]": "registry.corp/ml/*",
+        "admission.allowedServiceAccounts[0]": "trainer",
+    }
+    found = env(render(sets=sets))
+    config = OperatorConfig.from_env({k: v for k, v in found.items() if isinstance(v, str)})
+    assert config.allowed_images == ("ghcr.io/stevie-dev/*", "registry.corp/ml/*")
+    assert config.allowed_service_accounts == ("trainer",)
+    assert "Additional property allowedImage is not allowed" in refused(
+        {"admission.allowedImage[0]": "x"}
+    )
+    refused({"admission.allowedImages[0]": "a,b"})  # one pattern per item: a comma would split
+    refused({"admission.allowedServiceAccounts[0]": "Not_A_Name"})

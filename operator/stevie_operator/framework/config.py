@@ -41,6 +41,11 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name}={raw!r} is not an integer") from None
 
 
+def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list (blanks around items and empty items dropped)."""
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     """A boolean switch: 1/true/yes/on or 0/false/no/off (empty: off); anything else is
     refused rather than read as off."""
@@ -87,6 +92,13 @@ class OperatorConfig:
       resource's namespace;
     - ``STEVIE_TRAINER_SERVICE_ACCOUNT``: ServiceAccount of trainer pods whose spec names
       none (the chart's, which has no API permissions; unset: the namespace's default);
+    - ``STEVIE_ALLOWED_IMAGES``: comma-separated :mod:`fnmatch` patterns of the images a
+      spec may name (``ghcr.io/stevie-dev/*,registry.corp/ml/*``; unset: any image). The
+      default trainer image is always allowed; a resource naming another is Failed with
+      reason ``ImageNotAllowed`` and no pod runs (:mod:`.admission`);
+    - ``STEVIE_ALLOWED_SERVICE_ACCOUNTS``: comma-separated ServiceAccount names a spec's
+      ``serviceAccountName`` may be (unset: any; ``STEVIE_TRAINER_SERVICE_ACCOUNT`` is always
+      allowed); any other is Failed with reason ``ServiceAccountNotAllowed``;
     - ``STEVIE_RECONCILE_INTERVAL``: seconds between timer reconciles of each unfinished
       resource (30). Child Job events reconcile at once; the timer catches what sends no
       event: a pod stuck Pending (ImagePullBackOff, Unschedulable: the Job's status does not
@@ -121,6 +133,8 @@ class OperatorConfig:
     s3_endpoint_url: str | None = None
     s3_secret: str | None = None
     trainer_service_account: str | None = None
+    allowed_images: tuple[str, ...] = ()
+    allowed_service_accounts: tuple[str, ...] = ()
     reconcile_interval: float = 30.0
     metrics_port: int = 8080
     job_ttl_seconds: int | None = DEFAULT_JOB_TTL_SECONDS
@@ -149,6 +163,8 @@ class OperatorConfig:
             s3_endpoint_url=env.get("STEVIE_S3_ENDPOINT_URL", "").strip() or None,
             s3_secret=env.get("STEVIE_S3_SECRET", "").strip() or None,
             trainer_service_account=(env.get("STEVIE_TRAINER_SERVICE_ACCOUNT", "").strip() or None),
+            allowed_images=_names(env, "STEVIE_ALLOWED_IMAGES"),
+            allowed_service_accounts=_names(env, "STEVIE_ALLOWED_SERVICE_ACCOUNTS"),
             reconcile_interval=_float(
                 env, "STEVIE_RECONCILE_INTERVAL", defaults.reconcile_interval
             ),

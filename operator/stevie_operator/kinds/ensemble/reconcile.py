@@ -27,6 +27,7 @@ from stevie_api.ensemble import (
     EnsembleStatus,
     ServingStatus,
 )
+from stevie_operator.framework.admission import refusal
 from stevie_operator.framework.children import job_outcome, pod_problem
 from stevie_operator.framework.config import OperatorConfig
 from stevie_operator.framework.plan import Child, Decision, Plan, conclude, transition_events
@@ -321,6 +322,8 @@ def reconcile_ensemble(
     work = None
     if ens is None:
         d = Decision("Failed", INVALID_SPEC, "; ".join(sub.problems))
+    elif refused_by := refusal(config, ("spec", ens.spec)):
+        d = Decision("Failed", *refused_by)  # no backtest Job, no Deployment
     else:
         states = member_states(ens, observed.sources, observed.fallbacks)
         status.members = _member_status(states)

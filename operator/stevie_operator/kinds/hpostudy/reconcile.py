@@ -24,6 +24,7 @@ from typing import Any
 
 from stevie_api.changes import IMMUTABLE_FIELD_CHANGED, immutable_message
 from stevie_api.hpo import HPOStudy, HPOStudyStatus, TrialCounts
+from stevie_operator.framework.admission import REFUSED_SPEC, refusal
 from stevie_operator.framework.children import first_problem, job_outcome, pod_problem
 from stevie_operator.framework.config import OperatorConfig
 from stevie_operator.framework.plan import Child, Decision, Plan, conclude, transition_events
@@ -273,6 +274,10 @@ def _verdict(sub: Study, observed: Observed, config: OperatorConfig) -> _Verdict
         return _Verdict(Decision("Failed", INVALID_SPEC, "; ".join(sub.problems)))
     if problem := storage_problem(study, sub.namespace, config):
         return _Verdict(Decision("Failed", INVALID_SPEC, problem))
+    if observed.target is not None:  # the spec the study runs (an edit may be refused)
+        study = observed.target.study
+    if refused := refusal(config, ("spec.template", study.spec.template)):
+        return _Verdict(Decision("Failed", *refused))  # no trial is asked, no Job created
     if observed.problem is not None:
         reason, message = observed.problem.reason, observed.problem.message
         before = sub.before.phase
@@ -280,8 +285,6 @@ def _verdict(sub: Study, observed: Observed, config: OperatorConfig) -> _Verdict
         return _Verdict(Decision(phase, reason, message, (reason, message), stuck=True))
     if observed.view is None:
         return _Verdict(Decision("Pending", "OpeningStudy", "Opening the Optuna study"))
-    if observed.target is not None:  # the spec the study runs (an edit may be refused)
-        study = observed.target.study
     verdict = _plan_study(sub, study, config, observed, observed.view)
     verdict.view = observed.view
     return verdict
@@ -300,9 +303,8 @@ def reconcile_hpo_study(
         message = immutable_message(list(observed.refused), "study")
         v.decision.degraded = (IMMUTABLE_FIELD_CHANGED, message)
     events = _trial_events(sub.before, sub.status, v.view)
-    events += transition_events(
-        sub.before, v.decision, succeeded="StudySucceeded", failed="StudyFailed"
-    )
+    failed = None if v.decision.reason in REFUSED_SPEC else "StudyFailed"  # say which
+    events += transition_events(sub.before, v.decision, succeeded="StudySucceeded", failed=failed)
     work = StudyChanges(tuple(v.fail), v.ask)
     return conclude(
         sub, v.decision, observed.now, events=events, children=v.children, work=work,

@@ -28,6 +28,7 @@ from stevie_api.changes import (
     refused,
 )
 from stevie_api.pbt import PBTPopulation, PBTPopulationSpec, PBTPopulationStatus
+from stevie_operator.framework.admission import refusal
 from stevie_operator.framework.children import (
     first_problem,
     job_outcome,
@@ -247,6 +248,10 @@ def _population(
         events = transition_events(sub.before, keep, succeeded="PopulationSucceeded")
         return conclude(sub, keep, observed.now, events=events, refused=True)
     pop, write_spec = check.pop, check.write_spec
+    if refused_by := refusal(config, ("spec.template", pop.spec.template)):
+        d = Decision("Failed", *refused_by)  # nothing saved, no Job: as for an invalid spec
+        events = transition_events(sub.before, d, succeeded="PopulationSucceeded")
+        return conclude(sub, d, observed.now, events=events, refused=edit is not None)
     state, outcomes, alive, events, actions = _step(pop, observed)
     population = state[0]
     children: list[Child] = []

@@ -23,6 +23,7 @@ from stevie_api.training import (
     TrainingRunSpec,
     TrainingRunStatus,
 )
+from stevie_operator.framework.admission import REFUSED_SPEC, refusal
 from stevie_operator.framework.children import job_outcome, pod_problem, pod_report
 from stevie_operator.framework.config import OperatorConfig
 from stevie_operator.framework.plan import Child, Decision, Plan, conclude, transition_events
@@ -72,7 +73,7 @@ def _job_spec(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 def _was_invalid(sub: Run) -> bool:
     failed = sub.before.get_condition("Failed")
-    return failed is not None and failed.status == "True" and failed.reason == INVALID_SPEC
+    return failed is not None and failed.status == "True" and failed.reason in REFUSED_SPEC
 
 
 def _applied(
@@ -254,7 +255,8 @@ def reconcile_training_run(
     body: Mapping[str, Any], observed: Observed, config: OperatorConfig | None = None
 ) -> Plan[None]:
     """Plan for one TrainingRun: the Job to create, the status, the Events. Never raises on
-    an invalid spec: that becomes phase Failed with reason InvalidSpec."""
+    an invalid spec: that becomes phase Failed with reason InvalidSpec (or ImageNotAllowed,
+    ServiceAccountNotAllowed: :mod:`~stevie_operator.framework.admission`)."""
     config = config or OperatorConfig()
     sub = read_subject(body, TrainingRun, TrainingRunStatus)
     run, status = sub.resource, sub.status
@@ -272,7 +274,7 @@ def reconcile_training_run(
             status.artifacts = ArtifactsStatus(uri=uri)
         job = observed.jobs.get(status.job_name)
         failed = sub.before.get_condition("Failed")
-        was_invalid = failed is not None and failed.reason == INVALID_SPEC
+        was_invalid = failed is not None and failed.reason in REFUSED_SPEC
         if job is not None:
             d = _observe_job(sub, run, observed, job, uri)
         elif sub.before.phase in TERMINAL and not was_invalid:
@@ -280,6 +282,9 @@ def reconcile_training_run(
         elif _gone_after_success(sub, observed, status.job_name):
             status.completion_time = status.completion_time or observed.now
             d = _succeeded(sub, run, observed, uri)
+        elif refused_by := refusal(config, ("spec", run.spec)):
+            status.job_name = None  # no Job: as for an invalid spec
+            d = Decision("Failed", *refused_by)
         else:
             message = f"Created Job {status.job_name}"
             children.append(Child(training_job(run, sub.namespace, config),
