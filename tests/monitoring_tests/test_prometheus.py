@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from stevie_operator.monitoring.queries import board_queries
 from support.prometheus import (
     Prometheus,
     PrometheusError,
     Target,
-    dashboard_queries,
     panel_results,
     substitute,
 )
@@ -65,7 +65,9 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Promethe
         target = Target(f"127.0.0.1:{server.server_port}", {"pod": "demo-0"})
         prom.set_target("demo", "exporter", target)
         with prom:
-            prom.wait_scraped("demo", scrapes=3)
+            # Enough scrapes that a range query's last step (1 s apart) has two samples in
+            # a 2 s rate window: 3 scrapes (1.5 s) were not always enough (a flaky empty rate).
+            prom.wait_scraped("demo", scrapes=8)
             yield prom, start
     finally:
         server.shutdown()
@@ -94,7 +96,7 @@ def test_range_queries_return_points_and_bad_queries_raise(
 
 
 def test_dashboard_queries_are_found_in_rows_too() -> None:
-    found = [(p.title, p.ref_id) for p in dashboard_queries(DASHBOARD)]
+    found = [(q.panel, q.ref) for q in board_queries(DASHBOARD)]
     assert found == [("rate", "A"), ("gauge", "A"), ("gauge", "B")]
 
 

@@ -28,13 +28,15 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 import yaml
+
+from stevie_operator.monitoring.queries import board_queries
 
 __all__ = [
     "REQUIRE_ENV",
@@ -44,7 +46,6 @@ __all__ = [
     "Series",
     "Target",
     "binary",
-    "dashboard_queries",
     "free_port",
     "panel_results",
     "promtool",
@@ -289,24 +290,6 @@ class Panel:
     series: tuple[Series, ...] = ()
 
 
-def _panels(panels: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
-    for panel in panels:
-        yield panel
-        yield from _panels(panel.get("panels") or [])  # a row's (collapsed) panels
-
-
-def dashboard_queries(dashboard: Mapping[str, Any]) -> list[Panel]:
-    """Every Prometheus query of a dashboard: panel title, refId and expr."""
-    found = []
-    for panel in _panels(dashboard.get("panels") or []):
-        for target in panel.get("targets") or []:
-            expr = target.get("expr")
-            if isinstance(expr, str) and expr.strip():
-                title = str(panel.get("title") or f"panel {panel.get('id')}")
-                found.append(Panel(title, str(target.get("refId", "")), expr))
-    return found
-
-
 _VARIABLE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::[^\]]*)?\]\]|\$(\w+)")
 _LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(?:(.*),\s*)?(\w+)\s*\)\s*$", re.S)
 _META = re.compile(r"([.+*?()|\[\]{}^$\\])")
@@ -394,8 +377,8 @@ def panel_results(
     values = resolve_variables(dashboard, prom, start, end, overrides, rate_interval)
     step = step or max(1.0, (end - start) / 200)
     results = []
-    for panel in dashboard_queries(dashboard):
-        query = substitute(panel.expr, values)
+    for target in board_queries(dict(dashboard)):  # the renderer's reading of a board
+        query = substitute(target.expr, values)
         series = prom.query_range(query, start, end, step)
-        results.append(Panel(panel.title, panel.ref_id, panel.expr, query, tuple(series)))
+        results.append(Panel(target.panel, target.ref, target.expr, query, tuple(series)))
     return results
