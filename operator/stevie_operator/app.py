@@ -28,7 +28,7 @@ from stevie_operator.framework.leadership import (
     take_lead,
 )
 from stevie_operator.framework.pods import MANAGED_BY
-from stevie_operator.framework.registration import context_of, register_kind
+from stevie_operator.framework.registration import context_of, register_indexes, register_kind
 from stevie_operator.registry import KINDS
 
 __all__ = ["exit_process", "main", "register"]
@@ -118,8 +118,10 @@ def register(
     every = interval or OperatorConfig.from_env().reconcile_interval
     _operator_handlers(registry)
     _leader_handlers(registry, on_lost_lease, identity)
+    kinds = tuple(kinds)
     for kind in kinds:
         register_kind(registry, kind, every)
+    register_indexes(registry, kinds)
 
 
 register(kopf.get_default_registry())

@@ -62,8 +62,9 @@ def _child_rules() -> list[Rule]:
             (group,),
             tuple(sorted(t.plural for t in CHILD_TYPES.values() if t.group == group)),
             ("create", "list", "patch", "watch"),
-            "children: kopf lists and watches them (their events reconcile the owner); the "
-            "controller lists them by label, creates them and merge-patches their spec",
+            "children: kopf lists and watches them (their events reconcile the owner, and "
+            "they are indexed by owner for the reconciles); the controller creates them and "
+            "merge-patches their spec",
         )
         for group in _CHILD_GROUPS
     ]
@@ -102,10 +103,11 @@ RULE_SETS: Mapping[str, Sequence[Rule]] = {
         Rule(
             ("",),
             ("pods",),
-            ("list",),
-            "the controller lists each resource's pods by label, once per reconcile: a Pending "
-            "pod counts as active in its Job, so only the pod says why it does not run "
-            "(ImagePullBackOff, Unschedulable, CreateContainerConfigError, OOMKilled)",
+            ("list", "watch"),
+            "kopf lists and watches the children's pods (label-selected) and indexes them by "
+            "owner: a Pending pod counts as active in its Job, so only the pod says why it "
+            "does not run (ImagePullBackOff, Unschedulable, CreateContainerConfigError, "
+            "OOMKilled)",
         ),
         Rule(
             ("",),

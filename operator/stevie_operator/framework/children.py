@@ -5,7 +5,7 @@ Children are found by their labels (``stevie.dev/kind``, ``stevie.dev/name``, se
 again instead of creating duplicates.
 
 A Job's status alone hides why its pod does not run (a Pending pod counts as ``active``):
-the controller lists the owner's pods with its children and attaches to each Job and
+the controller reads the owner's pods with its children and attaches to each Job and
 Deployment what they say (:func:`with_pods`, a :class:`~.podstatus.PodReport`), so
 :func:`job_outcome` and :func:`pod_problem`, which every kind calls, see it without any
 kind reading pods itself.

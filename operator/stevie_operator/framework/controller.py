@@ -4,7 +4,8 @@
 update, a timer while unfinished, an event of a child it owns or of an object it
 references) calls it, and the same world gives the same plan. In order:
 
-    lock -> fresh read -> list children (and their pods) -> observe -> plan -> persist
+    lock -> fresh read -> its children and their pods (the watches' index on a cluster,
+    :mod:`.informer`) -> observe -> plan -> persist
     (-> observe, plan again when persisting changed the world) -> create (and update)
     children -> patch status -> post Events -> record metrics (phases, failed child Jobs,
     the kind's own)
@@ -38,12 +39,14 @@ from stevie_operator.framework.children import (
     job_outcome,
     with_pods,
 )
+from stevie_operator.framework.informer import POD_PLURAL, owner_key
 from stevie_operator.framework.kind import Body, Context, Kind
 from stevie_operator.framework.kube import KubeAPI, field_selector, object_path
 from stevie_operator.framework.ownership import foreign_owner, split_owned, with_foreign
 from stevie_operator.framework.plan import Plan, unsaved
 from stevie_operator.framework.pods import KIND_LABEL, NAME_LABEL
 from stevie_operator.framework.resource import namespace_of
+from stevie_operator.framework.s3access import S3Problem, resource_profile
 from stevie_trainer.common import storage
 
 __all__ = ["MAX_EVENT_READS", "MAX_PASSES", "drive", "failed_jobs", "live_object", "owned_children"]
@@ -65,26 +68,38 @@ async def live_object(
 
 
 async def owned_children(
-    api: KubeAPI, kind: Kind[Any, Any, Any], namespace: str, name: str, uid: str | None = None
+    ctx: Context, kind: Kind[Any, Any, Any], namespace: str, name: str, uid: str | None = None
 ) -> Owned:
     """The children of one object, by type and name (found by their stevie.dev/kind and
     stevie.dev/name labels, kept when their controlling ownerReference is ``uid``'s: see
     :mod:`.ownership`), each Job and Deployment with what its pods say."""
-    return (await _children(api, kind, namespace, name, uid))[0]
+    return (await _children(ctx, kind, namespace, name, uid))[0]
+
+
+async def _listed(
+    ctx: Context, api_version: str, plural: str, namespace: str, labels: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    """The objects of one type carrying ``labels``, by name: from the watches' index when
+    the operator keeps one (:mod:`.informer`), else one LIST (``stevie run``)."""
+    index = ctx.children
+    if index is not None and index.covers(plural):
+        key = owner_key(namespace, labels[KIND_LABEL], labels[NAME_LABEL])
+        return index.children(plural, key)
+    items = await ctx.api().list(object_path(api_version, plural, namespace), labels)
+    return {item["metadata"]["name"]: item for item in items}
 
 
 async def _children(
-    api: KubeAPI, kind: Kind[Any, Any, Any], namespace: str, name: str, uid: str | None
+    ctx: Context, kind: Kind[Any, Any, Any], namespace: str, name: str, uid: str | None
 ) -> tuple[Owned, Foreign]:
     """:func:`owned_children`, and the listed children another owner controls."""
     labels = {KIND_LABEL: kind.name, NAME_LABEL: label_value(name)}
     listed = {}
     for child in kind.children:
-        items = await api.list(object_path(child.api_version, child.plural, namespace), labels)
-        listed[child.kind] = {item["metadata"]["name"]: item for item in items}
+        listed[child.kind] = await _listed(ctx, child.api_version, child.plural, namespace, labels)
     found, foreign = split_owned(listed, kind.name, name, uid)
     if any(t in kind.children for t in (JOBS, DEPLOYMENTS)):
-        await _with_pods(api, namespace, labels, found)
+        await _with_pods(ctx, namespace, labels, found)
     return Owned(found), foreign
 
 
@@ -94,16 +109,16 @@ cause, most often), and a population of pods starting at once costs no more."""
 
 
 async def _with_pods(
-    api: KubeAPI,
+    ctx: Context,
     namespace: str,
     labels: dict[str, str],
     found: dict[str, dict[str, dict[str, Any]]],
 ) -> None:
     """Attach a :class:`~.podstatus.PodReport` to each Job and Deployment: the owner's pods
-    in one LIST (they carry its labels), and the Events of a child with no pod or a pod
+    (they carry its labels), and the Events of a child with no pod or a pod
     Pending for no reason its status gives (see :func:`.podstatus.event_subjects`)."""
-    pods = await api.list(object_path("v1", "pods", namespace), labels)
-    # A LIST's items carry no kind (the list does): podstatus tells Jobs by it.
+    pods = list((await _listed(ctx, "v1", POD_PLURAL, namespace, labels)).values())
+    # A LIST's items carry no kind (the list does), a watch's do: podstatus tells Jobs by it.
     watched = {
         t.kind: {n: {**obj, "kind": t.kind} for n, obj in found.get(t.kind, {}).items()}
         for t in (JOBS, DEPLOYMENTS)
@@ -113,7 +128,7 @@ async def _with_pods(
     events: list[dict[str, Any]] = []
     for uid in subjects[:MAX_EVENT_READS]:
         path = field_selector(object_path("v1", "events", namespace), {"involvedObject.uid": uid})
-        events += await api.list(path)
+        events += await ctx.api().list(path)
     for kind_name, objs in watched.items():
         if kind_name in found:
             found[kind_name] = {
@@ -148,6 +163,8 @@ async def _create(
         collection = object_path(type_.api_version, type_.plural, namespace)
         created = await api.create(collection, child.manifest)
         if created is not None:
+            if ctx.children is not None:
+                ctx.children.expect(type_.plural, namespace, created)
             if child.event is not None:
                 ctx.post(body, [child.event])
             continue
@@ -210,6 +227,22 @@ async def _planned(
     return observed, plan, True
 
 
+async def _with_storage(
+    ctx: Context, kind: Kind[Any, Any, Any], body: Body, owned: Owned
+) -> tuple[Any, Plan[Any], bool]:
+    """:func:`_planned` with the object's S3 profile current: its artifacts are read and
+    written with its own endpoint and Secret, as its pods reach them (:mod:`.s3access`).
+    When that Secret cannot be had, nothing is observed, saved or created: the object is
+    Degraded saying which Secret or key is missing (never a value)."""
+    access = await resource_profile(ctx.api(), kind.info.model, body, ctx.config)
+    if isinstance(access, S3Problem):
+        name = (body.get("metadata") or {}).get("name")
+        logger.warning("%s %s/%s: %s", kind.name, namespace_of(body), name, access.message)
+        return None, access.plan(body), False
+    with storage.using_s3(access):
+        return await _planned(ctx, kind, body, owned)
+
+
 async def drive(
     ctx: Context, kind: Kind[Any, Any, Any], namespace: str, name: str
 ) -> Plan[Any] | None:
@@ -221,8 +254,8 @@ async def drive(
             if body is None:
                 return None
             uid = (body.get("metadata") or {}).get("uid")
-            owned, foreign = await _children(api, kind, namespace, name, uid)
-            observed, plan, saved = await _planned(ctx, kind, body, owned)
+            owned, foreign = await _children(ctx, kind, namespace, name, uid)
+            observed, plan, saved = await _with_storage(ctx, kind, body, owned)
             problems = await _create(api, ctx, kind, body, plan, foreign) if saved else []
             if problems:
                 meta = body.get("metadata") or {}

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from stevie_api.kinds import KindInfo
 from stevie_operator.framework.children import JOBS, ChildType, Owned
 from stevie_operator.framework.config import OperatorConfig
+from stevie_operator.framework.informer import ChildIndex, owner_key
 from stevie_operator.framework.kube import KubeAPI
 from stevie_operator.framework.metrics import KindMetrics, OperatorMetrics
 from stevie_operator.framework.plan import Plan
@@ -79,6 +80,9 @@ class Context(ABC):
         self.locks: dict[ObjectKey, asyncio.Lock] = {}
         self.state: dict[str, Any] = {}
         self.references = References()
+        self.children: ChildIndex | None = None
+        """The children as the watches index them (the operator); None: list them
+        (``stevie run``)."""
 
     @abstractmethod
     def api(self) -> KubeAPI:
@@ -105,6 +109,8 @@ class Context(ABC):
         self.locks.pop(key, None)
         self.metrics.forget(kind.name, namespace, name)
         self.references.forget(key)
+        if self.children is not None:
+            self.children.forget(owner_key(namespace, kind.name, name))
         kind.forget(self, namespace, name)
 
 

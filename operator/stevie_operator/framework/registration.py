@@ -14,6 +14,10 @@ kopf >= 1.38): only objects labelled ``app.kubernetes.io/managed-by=stevie-opera
 listed and streamed. A timer's first tick comes one interval after the object is seen plus
 a fraction of an interval taken from its uid, so a thousand objects resumed at once tick
 spread over the interval instead of all together, for ever after.
+
+The children (and their pods) are also indexed by owner as they stream (``@kopf.index``,
+:func:`register_indexes`): a reconcile reads them from memory (:mod:`.informer`), and kopf
+runs no resource handler before each index has had its initial listing.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ import kopf
 
 from stevie_api import API_VERSION, GROUP, VERSION
 from stevie_api.kinds import kind_info
+from stevie_operator.framework.children import ChildType
 from stevie_operator.framework.client import KubeClient
 from stevie_operator.framework.config import OperatorConfig
 from stevie_operator.framework.controller import drive
+from stevie_operator.framework.informer import POD_PLURAL, ChildIndex, index_key
 from stevie_operator.framework.kind import Body, Context, Kind
 from stevie_operator.framework.kube import KubeAPI
 from stevie_operator.framework.metrics import OperatorMetrics
@@ -42,6 +48,7 @@ __all__ = [
     "context_of",
     "first_tick",
     "owner_name",
+    "register_indexes",
     "register_kind",
     "unfinished",
 ]
@@ -184,6 +191,39 @@ def _watch_references(registry: kopf.OperatorRegistry, kind: Kind[Any, Any, Any]
         kopf.on.event(
             GROUP, VERSION, plural, id=f"{kind.name}-watches-{plural}", registry=registry
         )(referenced)
+
+
+def _index_id(plural: str) -> str:
+    return f"stevie_{plural}_by_owner"
+
+
+def register_indexes(registry: kopf.OperatorRegistry, kinds: Iterable[Kind[Any, Any, Any]]) -> None:
+    """Index every child type of ``kinds``, and the pods of their Jobs and Deployments, by
+    owner (:func:`~.informer.index_key`), from streams that carry only the operator's
+    objects (the server-side selector :data:`CHILD_SELECTOR`); hand the indexes to the
+    context at startup (kopf gives every handler the indexes, filled or not)."""
+    types = {t.plural: t for kind in kinds for t in kind.children}
+    types[POD_PLURAL] = ChildType("v1", "Pod", POD_PLURAL)
+    labels = {"app.kubernetes.io/managed-by": MANAGED_BY}
+
+    def by_owner(
+        *, namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+    ) -> dict[Any, dict[str, Any]]:
+        key = index_key(namespace, labels)
+        return {} if key is None else {key: dict(body)}
+
+    for plural, type_ in types.items():
+        kopf.index(
+            type_.group, type_.version, plural, id=_index_id(plural), labels=labels,
+            registry=registry,
+        )(by_owner)  # fmt: skip
+
+    @kopf.on.startup(id="stevie-child-indexes", registry=registry)
+    def indexes(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> None:
+        """The indexes to the context; the pods' stream is label-selected like the rest."""
+        settings.watching.label_selectors[("", "v1", POD_PLURAL)] = CHILD_SELECTOR
+        stores = {plural: kwargs[_index_id(plural)] for plural in types}
+        context_of(memo).children = ChildIndex(stores)
 
 
 def register_kind(registry: kopf.OperatorRegistry, kind: Kind[Any, Any, Any], every: float) -> None:

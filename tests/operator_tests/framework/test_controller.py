@@ -235,8 +235,8 @@ def test_a_job_of_a_previous_object_of_the_name_is_not_observed_nor_adopted() ->
     api.add("batch/v1", "jobs", {"metadata": {"name": "run-j0", "labels": labels,
                                               "ownerReferences": old}, "status": done})  # fmt: skip
     run = api.objects[("stevie.dev/v1alpha1", "trainingruns", "default", "run")]
-    assert asyncio.run(owned_children(api, kind, "default", "run")).jobs.keys() == {"run-j0"}
-    mine = asyncio.run(owned_children(api, kind, "default", "run", run["metadata"]["uid"]))
+    assert asyncio.run(owned_children(ctx, kind, "default", "run")).jobs.keys() == {"run-j0"}
+    mine = asyncio.run(owned_children(ctx, kind, "default", "run", run["metadata"]["uid"]))
     assert dict(mine.jobs) == {}
     plan = asyncio.run(drive(ctx, kind, "default", "run"))
     assert [e for e in log if e.startswith("create")] == ["create run-j1"]  # not over run-j0
@@ -367,7 +367,7 @@ def test_children_come_with_what_their_pods_say_from_one_pods_list() -> None:
                "type": "Warning", "reason": "FailedCreate",
                "message": "exceeded quota: q"}  # fmt: skip
     api.add("v1", "events", refused)
-    owned = asyncio.run(owned_children(api, Toy(), "default", "run"))
+    owned = asyncio.run(owned_children(Ctx(api), Toy(), "default", "run"))
     assert (pod_problem(owned.jobs["run-j0"]) or ("",))[0] == "ImagePullBackOff"
     assert pod_problem(owned.jobs["run-j1"]) == (
         "FailedCreate",
