@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from stevie_api.common import Condition, StatusBase
+from stevie_operator.framework.admission import REFUSED_SPEC
 from stevie_operator.framework.resource import Subject
 from stevie_operator.framework.status import (
-    INVALID_SPEC,
     TERMINAL,
     Event,
     merge_patch,
@@ -99,19 +99,20 @@ def transition_events(
     before: StatusBase, decision: Decision, *, succeeded: str, failed: str | None = None
 ) -> list[Event]:
     """One Event per transition: into Succeeded (``succeeded``) or Failed (``failed``, or the
-    decision's reason; InvalidSpec again whenever its message changes), and into Degraded
-    (or Degraded for another reason)."""
+    decision's reason; a refused spec -- InvalidSpec, an image or ServiceAccount not allowed --
+    under its own reason, again whenever its message changes), and into Degraded (or
+    Degraded for another reason)."""
     events: list[Event] = []
     d = decision
     old_failed = before.get_condition("Failed")
     invalid_again = (
-        d.reason == INVALID_SPEC and old_failed is not None and old_failed.message != d.message
+        d.reason in REFUSED_SPEC and old_failed is not None and old_failed.message != d.message
     )
     if d.phase != before.phase or (d.phase == "Failed" and invalid_again):
         if d.phase == "Succeeded":
             events.append(Event("Normal", succeeded, d.message))
         elif d.phase == "Failed":
-            reason = d.reason if d.reason == INVALID_SPEC or failed is None else failed
+            reason = d.reason if d.reason in REFUSED_SPEC or failed is None else failed
             events.append(Event("Warning", reason, d.message))
     old = before.get_condition("Degraded")
     if d.degraded is not None and (
@@ -205,19 +206,25 @@ def with_degraded(
     return found
 
 
-def unsaved(stored: Mapping[str, Any], generation: Any, message: str, now: datetime) -> Plan[Any]:
-    """The plan of a reconcile whose persist failed: create nothing (saving first is what
+def unsaved(
+    stored: Mapping[str, Any],
+    generation: Any,
+    message: str,
+    now: datetime,
+    *,
+    reason: str = STORAGE_UNAVAILABLE,
+) -> Plan[Any]:
+    """The plan of a reconcile whose persist failed (or that could not reach its storage
+    at all: ``reason`` says why, :mod:`.s3access`): create nothing (saving first is what
     makes creating safe after a crash), keep the stored status (phase, observedGeneration:
-    nothing of the new plan was applied) with Degraded True (:data:`STORAGE_UNAVAILABLE`)
-    and ``message``, and a Warning Event on the transition into it only, not every retry.
+    nothing of the new plan was applied) with Degraded True (``reason``) and ``message``,
+    and a Warning Event on the transition into it only, not every retry.
     The next plan that persists sets Degraded from its own decision again."""
     old = degraded_of(stored)
     again = old.get("status") == "True"
-    conditions = with_degraded(
-        stored.get("conditions"), old, STORAGE_UNAVAILABLE, message, generation, now
-    )
+    conditions = with_degraded(stored.get("conditions"), old, reason, message, generation, now)
     phase = stored.get("phase") if isinstance(stored.get("phase"), str) else "Pending"
     status = {**stored, "phase": phase, "message": message, "conditions": conditions}
-    first = not (again and old.get("reason") == STORAGE_UNAVAILABLE)
-    events = (Event("Warning", STORAGE_UNAVAILABLE, message),) if first else ()
+    first = not (again and old.get("reason") == reason)
+    events = (Event("Warning", reason, message),) if first else ()
     return Plan(status, merge_patch(stored, status), phase, events)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from stevie_api.pbt import PBTPopulationStatus
 from stevie_api.training import TrainingRunStatus
+from stevie_operator.framework.admission import IMAGE_NOT_ALLOWED, REFUSED_SPEC
 from stevie_operator.framework.plan import Decision, transition_events
 from stevie_operator.framework.resource import load_status
 from stevie_operator.framework.status import merge_patch, metric_summary
@@ -54,3 +55,22 @@ def test_transition_events_once_per_transition() -> None:
     assert reasons == [("Warning", "Boom"), ("Warning", "Boom")]
     study = transition_events(before, failed, succeeded="Won", failed="StudyFailed")
     assert [e.reason for e in study] == ["StudyFailed", "Boom"]
+
+
+def test_a_refused_spec_keeps_its_reason_and_is_said_again_when_it_changes() -> None:
+    """InvalidSpec and the allow-list's refusals are the spec's fault, not the run's: the
+    Event says which (not the kind's own "failed" reason), and says it again for a new
+    message (the user edited the spec into another refusal)."""
+    before = TrainingRunStatus(phase="Running")
+    for reason in REFUSED_SPEC:
+        refused = Decision("Failed", reason, f"{reason}: no")
+        events = transition_events(before, refused, succeeded="Won", failed="StudyFailed")
+        assert [e.reason for e in events] == [reason]
+    stored = TrainingRunStatus(phase="Failed")
+    stored.set_condition("Failed", "True", IMAGE_NOT_ALLOWED, "image a is not allowed", now=T0)
+    same = Decision("Failed", IMAGE_NOT_ALLOWED, "image a is not allowed")
+    assert transition_events(stored, same, succeeded="Won") == []
+    other = Decision("Failed", IMAGE_NOT_ALLOWED, "image b is not allowed")
+    assert [e.message for e in transition_events(stored, other, succeeded="Won")] == [
+        "image b is not allowed"
+    ]
