@@ -22,7 +22,8 @@ scheduler reach them:
 It also says whether a pod runs (Job ``status.ready`` is the count of Ready pods, but
 absent before Kubernetes 1.24), why a pod waits when nothing is wrong (``ContainerCreating``)
 and how the latest pod failed (``OOMKilled`` with the memory limit, or the last line of its
-termination message).
+termination message), or the result summary a Job's pod that succeeded left in its
+termination message (:mod:`.termination`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from stevie_operator.framework import termination
 
 __all__ = [
     "EVENT_HINTS",
@@ -80,13 +83,16 @@ class PodReport:
     ``pods``: its pods still running or to run; ``running``: one runs (Job) or is Ready
     (Deployment); ``waiting``: why the newest waits when nothing is wrong
     (``ContainerCreating``); ``problem``: (reason, message) when a pod cannot start or be
-    created until someone acts; ``failure``: (reason, message) of the latest failed pod."""
+    created until someone acts; ``failure``: (reason, message) of the latest failed pod;
+    ``summary``: the trainer's result summary from a succeeded Job pod's termination
+    message (:func:`.termination.summary`), for a status the store cannot give."""
 
     pods: int = 0
     running: bool = False
     waiting: str | None = None
     problem: tuple[str, str] | None = None
     failure: tuple[str, str] | None = None
+    summary: Mapping[str, Any] | None = None
 
 
 def _meta(obj: Obj) -> Mapping[str, Any]:
@@ -321,4 +327,5 @@ def report(child: Obj, pods: Iterable[Obj], events: Sequence[Obj] = ()) -> PodRe
     failure = next((found for p in mine if not _live(p) and (found := _pod_failure(p))), None)
     if failure is None:  # a container that was OOMKilled and restarted (restartPolicy Always)
         failure = next((found for p in live if (found := _pod_failure(p))), None)
-    return PodReport(len(live), running, waiting, problem, failure)
+    summary = termination.summary(mine) if is_job else None
+    return PodReport(len(live), running, waiting, problem, failure, summary)

@@ -40,9 +40,13 @@ def parse_spec(args: argparse.Namespace) -> TrainingRunSpec:
 
 def _train(args: argparse.Namespace) -> int:
     spec = parse_spec(args)
+    from stevie_trainer.common import termination
     from stevie_trainer.rl.train import train
 
-    train(spec, args.out, name=args.name)
+    result = train(spec, args.out, name=args.name)
+    # In a pod, the status's metrics also go where the API server keeps them (the operator
+    # reads them when it cannot read result.json); elsewhere, nothing is written.
+    termination.write(termination.training_summary(result))
     return 0
 
 

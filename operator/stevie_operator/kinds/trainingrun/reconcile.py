@@ -39,9 +39,12 @@ from stevie_operator.framework.status import (
 from stevie_operator.kinds.trainingrun.children import job_name, run_uri, training_job
 from stevie_trainer.common import storage
 
-__all__ = ["Observed", "reconcile_training_run"]
+__all__ = ["RESULT_FROM_POD", "Observed", "reconcile_training_run"]
 
 Run = Subject[TrainingRun, TrainingRunStatus]
+RESULT_FROM_POD = "ResultFromTerminationMessage"
+"""Degraded's reason when result.json cannot be read and the status comes from the summary
+the trainer left in its pod's termination message (:mod:`.framework.termination`)."""
 
 
 @dataclass(frozen=True)
@@ -190,13 +193,25 @@ def _gone_after_success(sub: Run, observed: Observed, name: str) -> bool:
     return started and isinstance(result, Mapping) and result.get("status") == "succeeded"
 
 
-def _succeeded(sub: Run, run: TrainingRun, observed: Observed, uri: str) -> Decision:
+def _succeeded(
+    sub: Run, run: TrainingRun, observed: Observed, uri: str, job: Mapping[str, Any] | None = None
+) -> Decision:
+    """Succeeded, with the result in the status: result.json's, else the summary the pod left
+    in its termination message (the same shape, fewer fields), else none (Degraded either
+    way: the store did not answer)."""
     status, name = sub.status, job_name(run.metadata.name)
-    if not isinstance(observed.result, Mapping):
+    result, degraded = observed.result, None
+    if not isinstance(result, Mapping):
         why = f"Job {name} succeeded but {storage.join(uri, 'result.json')} could not be read"
-        return Decision("Succeeded", "TrainingSucceeded", f"Job {name} completed",
-                        ("ResultUnavailable", why))  # fmt: skip
-    _apply_result(status, run, observed.result, uri)
+        report = pod_report(job) if job is not None else None
+        result = report.summary if report is not None else None
+        if result is None:
+            return Decision("Succeeded", "TrainingSucceeded", f"Job {name} completed",
+                            ("ResultUnavailable", why))  # fmt: skip
+        # Its own reason: the status has the metrics, only the store is amiss.
+        text = "the status comes from its pod's termination message (headline metrics only)"
+        degraded = (RESULT_FROM_POD, f"{why}; {text}")
+    _apply_result(status, run, result, uri)
     assert status.progress is not None
     val = status.validation.sharpe if status.validation else None
     test = status.test.sharpe if status.test else None
@@ -204,7 +219,7 @@ def _succeeded(sub: Run, run: TrainingRun, observed: Observed, uri: str) -> Deci
         f"Trained {status.progress.timesteps} steps: validation Sharpe {_fmt(val)}, "
         f"test Sharpe {_fmt(test)}"
     )
-    return Decision("Succeeded", "TrainingSucceeded", message)
+    return Decision("Succeeded", "TrainingSucceeded", message, degraded)
 
 
 def _running(sub: Run, run: TrainingRun, job: Mapping[str, Any]) -> Decision:
@@ -236,7 +251,7 @@ def _observe_job(
     if phase in TERMINAL:
         status.completion_time = finished_at or status.completion_time or observed.now
     if phase == "Succeeded":
-        return _succeeded(sub, run, observed, uri)
+        return _succeeded(sub, run, observed, uri, job)
     if phase == "Running":
         return _running(sub, run, job)
     return Decision(phase, reason, message, pod_problem(job))
