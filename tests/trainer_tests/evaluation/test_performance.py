@@ -181,7 +181,9 @@ def test_single_bar_and_empty() -> None:
     none = m.performance([100.0], bars_per_year=252)
     assert none.bars == 0
     assert all(
-        v is None for k, v in none.to_dict().items() if k not in ("bars", "trades", "bars_per_year")
+        v is None
+        for k, v in none.to_dict().items()
+        if k not in ("bars", "trades", "orders", "bars_per_year")
     )
 
 

@@ -23,6 +23,7 @@ from stevie_trainer.env.market import Bounds, MarketData, sim_params
 from stevie_trainer.evaluation.baselines import Policy
 from stevie_trainer.evaluation.fastpolicy import GreedyMLP, run_episode
 from stevie_trainer.evaluation.performance import Performance, performance
+from stevie_trainer.evaluation.turnover import CostRates, Turnover, turnover
 
 F64 = npt.NDArray[np.float64]
 
@@ -36,6 +37,7 @@ class Episode:
     equity: F64  # starts at 1.0
     ledger: F64  # [steps, LEDGER_COLUMNS] (see stevie_trainer.env.kernel)
     bars_per_year: float
+    costs: CostRates | None = None  # the rates it ran with (None: turnover unknown)
 
     @property
     def positions(self) -> F64:
@@ -51,12 +53,19 @@ class Episode:
     def trade_returns(self) -> F64:
         return round_trips(self.ledger)
 
+    def turnover(self) -> Turnover | None:
+        """Orders, turnover and the costs paid (None if the rates are unknown)."""
+        if self.costs is None:
+            return None
+        return turnover(self.equity, self.ledger, self.costs, bars_per_year=self.bars_per_year)
+
     def performance(self) -> Performance:
         return performance(
             self.equity,
             bars_per_year=self.bars_per_year,
             positions=self.positions,
             trade_returns=self.trade_returns,
+            costs=self.turnover(),
         )
 
 
@@ -119,6 +128,7 @@ def run_policy(
         equity=equity[: done_at + 1],
         ledger=ledger[:done_at],
         bars_per_year=market.bars_per_year,
+        costs=CostRates.of(spec, market.bars_per_year),
     )
 
 

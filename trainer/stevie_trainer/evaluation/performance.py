@@ -10,6 +10,10 @@ Conventions (the same as empyrical, which the tests use as the reference):
   returns) is ``nan`` -- never ``inf`` and never an exception. Tables show it as ``n/a``
   and :meth:`Performance.to_dict` as ``None`` (JSON ``null``).
 
+Turnover and costs (orders, turnover, the costs paid, gross return, cost share) come from
+:mod:`~stevie_trainer.evaluation.turnover` when a ledger is known; they are appended to the
+older fields, with defaults, so reports written before them still load.
+
 Invalid input (non-finite values, 2-D arrays, negative equity, misaligned positions,
 non-positive ``bars_per_year``) raises :class:`ValueError`.
 """
@@ -24,6 +28,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from stevie_trainer.evaluation.turnover import Turnover
 
 __all__ = [
     "Performance",
@@ -229,6 +235,16 @@ class Performance:
     stability: float
     bars: int
     bars_per_year: float
+    # Turnover and costs (see stevie_trainer.evaluation.turnover); unknown without a ledger.
+    orders: int = 0
+    turnover: float = NAN
+    annual_turnover: float = NAN
+    fee_cost: float = NAN
+    slippage_cost: float = NAN
+    borrow_cost: float = NAN
+    total_cost: float = NAN
+    gross_return: float = NAN
+    cost_share: float = NAN
 
     def to_dict(self) -> dict[str, float | int | None]:
         """JSON-safe dict: python ints and floats, nan (and inf) as ``None``."""
@@ -249,10 +265,12 @@ def performance(
     bars_per_year: float,
     positions: npt.ArrayLike | None = None,
     trade_returns: npt.ArrayLike | None = None,
+    costs: Turnover | None = None,
 ) -> Performance:
     """All metrics of an equity curve whose first element is the initial value.
 
-    ``positions`` (if given) has one entry per return, i.e. ``len(equity) - 1``.
+    ``positions`` (if given) has one entry per return, i.e. ``len(equity) - 1``; ``costs``
+    (if given) is the pass's :func:`~stevie_trainer.evaluation.turnover.turnover`.
     """
     bpy = _check_bpy(bars_per_year)
     r = returns_from_equity(equity)
@@ -284,6 +302,7 @@ def performance(
         stability=stability(r),
         bars=int(r.size),
         bars_per_year=bpy,
+        **(dataclasses.asdict(costs) if costs is not None else {}),
     )
 
 
@@ -302,6 +321,9 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
     ("trades", "Trades", "int"),
     ("mean_trade_return", "Mean trade return", "pct"),
     ("exposure", "Exposure", "pct"),
+    ("turnover", "Turnover (x mean equity)", "ratio"),
+    ("total_cost", "Costs paid", "pct"),
+    ("cost_share", "Costs / gross return", "pct"),
     ("bars", "Bars", "int"),
 )
 
