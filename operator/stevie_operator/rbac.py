@@ -98,7 +98,7 @@ RULE_SETS: Mapping[str, Sequence[Rule]] = {
             ("",),
             ("secrets",),
             ("get",),
-            "an HPOStudy's RDB storage URL (spec.storage.urlSecretRef)",
+            "an HPOStudy's RDB URL (spec.storage.urlSecretRef), a resource's S3 keys (s3SecretRef)",
         ),
         Rule(
             ("",),

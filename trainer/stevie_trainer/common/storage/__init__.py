@@ -3,7 +3,8 @@
 - plain path (``runs/x/model.zip``, ``/data/btc.csv``) and ``file:///abs/path``: the local
   file system (a PVC mount or a local folder), :mod:`.local`;
 - ``s3://bucket/key``: S3 or any S3-speaking store (MinIO, Ceph) through boto3, :mod:`.s3`
-  (endpoint, region and credentials from the environment);
+  (endpoint, region and credentials from the environment, or from the :class:`S3Profile`
+  that :func:`using_s3` makes current for a block of code);
 - ``pkg://<importable package>/<path inside it>``: read-only data shipped inside an installed
   Python package, :mod:`.pkg`.
 
@@ -21,11 +22,14 @@ from types import ModuleType
 
 from stevie_trainer.common.storage import local, pkg, s3
 from stevie_trainer.common.storage._uri import StorageError, describe, parse
+from stevie_trainer.common.storage.s3 import S3Profile, current_profile, using_s3
 
 __all__ = [
+    "S3Profile",
     "StorageError",
     "basename",
     "clear_s3_clients",
+    "current_profile",
     "delete",
     "describe",
     "exists",
@@ -34,6 +38,7 @@ __all__ = [
     "local_path",
     "read_bytes",
     "read_text",
+    "using_s3",
     "write_bytes",
     "write_text",
 ]
