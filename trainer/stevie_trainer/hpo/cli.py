@@ -8,6 +8,9 @@
 
 ``--storage`` defaults to the environment variable STEVIE_HPO_STORAGE, so an RDB URL from a
 Secret stays out of the arguments (they show in ``kubectl describe`` and ``ps``).
+``--optuna-study`` is the study's name in that storage when it is not the study's own name:
+the operator keys a study in an RDB by the object (``<namespace>.<name>.<uid>``), while
+trials and their folders keep the resource's name (``<name>-t3``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         p.add_argument("--study-spec", required=True, help="HPOStudy (or its spec) JSON/YAML")
         p.add_argument("--study-name", help="study name (default: the resource's name)")
         p.add_argument(
+            "--optuna-study",
+            help="the study's name in the Optuna storage (default: the study name)",
+        )
+        p.add_argument(
             "--storage",
             default=os.environ.get(STORAGE_ENV),
             help="Optuna storage: JournalStorage file path, or an RDB URL "
@@ -58,10 +65,13 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("--study-name is needed when --study-spec is a bare spec")
     if not args.storage:
         raise ValueError(f"--storage (or ${STORAGE_ENV}) is needed")
+    in_storage = args.optuna_study or study_name
     if args.command == "trial":
         from stevie_trainer.hpo.trial import run_trial
 
-        trial = run_trial(spec, study_name, args.storage, args.trial_number, args.out)
+        trial = run_trial(
+            spec, study_name, args.storage, args.trial_number, args.out, optuna_name=in_storage
+        )
         print(json.dumps({"event": "trial", "number": trial.number, "state": trial.state.name}))
         if trial.state.name in ("COMPLETE", "PRUNED"):
             return 0
@@ -71,9 +81,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "hpo-finish":
         from stevie_trainer.hpo.finish import finish_study
 
-        finish_study(spec, study_name, args.storage, args.out, log=lambda m: print(m, flush=True))
+        finish_study(
+            spec,
+            study_name,
+            args.storage,
+            args.out,
+            log=lambda m: print(m, flush=True),
+            optuna_name=in_storage,
+        )
         return 0
-    study = open_study(spec, study_name, args.storage, create=False)
+    study = open_study(spec, in_storage, args.storage, create=False)
     if args.command == "significance":
         from stevie_trainer.hpo.significance import run_significance
         from stevie_trainer.hpo.study import best_trials

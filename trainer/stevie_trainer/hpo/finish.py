@@ -69,12 +69,15 @@ def finish_study(
     out: str,
     *,
     log: Callable[[str], None] = print,
+    optuna_name: str | None = None,
 ) -> dict[str, str]:
-    """Significance (if enabled), then the report; returns the report's URIs by file name."""
+    """Significance (if enabled), then the report; returns the report's URIs by file name.
+    ``optuna_name``: the study's name in the storage when it is not ``study_name`` (which
+    names the trials in the report)."""
     from stevie_trainer.hpo.report import write_report
     from stevie_trainer.hpo.study import best_trials, open_study
 
-    study = open_study(spec, study_name, storage_location, create=False)
+    study = open_study(spec, optuna_name or study_name, storage_location, create=False)
     ranked = best_trials(study)
     if not ranked:
         raise ValueError(f"study {study_name!r} has no completed trial: nothing to report")

@@ -169,11 +169,13 @@ def run_trial(
     out: str,
     *,
     log: Any = None,
+    optuna_name: str | None = None,
 ) -> FrozenTrial:
     """Run (or resume, or return the finished) trial ``number`` of the study; see the module
-    docstring. Returns the trial as recorded in the study."""
+    docstring. Returns the trial as recorded in the study. ``optuna_name``: the study's name
+    in the storage when it is not ``study_name`` (which names the trial, ``<name>-tN``)."""
     say = log or (lambda message: print(message, flush=True))
-    study = open_study(spec, study_name, storage_location, create=False)
+    study = open_study(spec, optuna_name or study_name, storage_location, create=False)
     frozen = find_trial(study, number)
     if frozen.state.is_finished():
         say(f"{trial_name(study_name, number)}: already {frozen.state.name}")

@@ -12,7 +12,9 @@ image, resources, storage volume, security context from ``spec.template``), Kati
   restarted operator finds the same Job again.
 
 An RDB study storage (spec.storage.urlSecretRef) reaches the pods as $STEVIE_HPO_STORAGE from
-a secretKeyRef, never in args (they show in ``kubectl describe`` and ``ps``).
+a secretKeyRef, never in args (they show in ``kubectl describe`` and ``ps``). A study in a
+storage that is not the object's own journal file gets ``--optuna-study`` (see
+:func:`optuna_study_name`); Job and artifact names keep the resource's name.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "finish_job",
     "finish_job_name",
     "journal_location",
+    "optuna_study_name",
     "storage_problem",
     "study_uri",
     "trial_job",
@@ -62,6 +65,27 @@ def journal_location(study: HPOStudy, namespace: str, config: OperatorConfig) ->
     if study.spec.storage.url_secret_ref:
         return None
     return journal_uri(study.spec, study_uri(study, namespace, config))
+
+
+def optuna_study_name(study: HPOStudy, namespace: str) -> str:
+    """The study's name in its Optuna storage. The default JournalStorage file is the object's
+    own (under its uid's folder): the resource's name, as before. An RDB (or a journalPath
+    several studies may name) holds studies of every namespace, and of a deleted object of
+    the same name: there it is ``<namespace>.<name>.<uid>``, so two HPOStudies of one name in
+    two namespaces never share trials, nor does a study created again its predecessor's."""
+    name = study.metadata.name
+    if not (study.spec.storage.url_secret_ref or study.spec.storage.journal_path):
+        return name
+    uid = study.metadata.uid
+    return f"{namespace}.{name}.{uid}" if uid else f"{namespace}.{name}"
+
+
+def _study_args(study: HPOStudy, namespace: str, config: OperatorConfig) -> list[str]:
+    """``--storage`` (a journal; an RDB URL comes from the environment) and the storage's
+    study name where it is not the resource's."""
+    args = _storage_args(study, namespace, config)
+    optuna_name = optuna_study_name(study, namespace)
+    return args if optuna_name == study.metadata.name else [*args, "--optuna-study", optuna_name]
 
 
 def storage_problem(study: HPOStudy, namespace: str, config: OperatorConfig) -> str | None:
@@ -122,7 +146,7 @@ def trial_job(
     name = trial_name(study.metadata.name, number)
     out = storage.join(folder, name)
     args = ["--study-spec", storage.join(folder, SPEC_FILE)]
-    args += [*_storage_args(study, namespace, config), "--trial-number", str(number)]
+    args += [*_study_args(study, namespace, config), "--trial-number", str(number)]
     return trainer_job(
         name=trial_job_name(study.metadata.name, number),
         namespace=namespace,
@@ -141,7 +165,7 @@ def finish_job(
     """The Job that runs the significance test (if enabled) and writes the report."""
     folder = study_uri(study, namespace, config)
     args = ["--study-spec", storage.join(folder, SPEC_FILE)]
-    args += [*_storage_args(study, namespace, config), "--out", folder]
+    args += [*_study_args(study, namespace, config), "--out", folder]
     env = _env(study, namespace, study.metadata.name, folder)
     return trainer_job(
         name=finish_job_name(study.metadata.name, finished_trials),

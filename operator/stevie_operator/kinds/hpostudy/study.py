@@ -26,7 +26,12 @@ from stevie_api.hpo import HPOStudy, HPOStudySpec, SignificanceStatus, TrialCoun
 from stevie_operator.framework.artifacts import read_json
 from stevie_operator.framework.resource import spec_document
 from stevie_operator.framework.status import finite
-from stevie_operator.kinds.hpostudy.children import REPORT_FILE, RESULTS_FILE, SIGNIFICANCE_FILE
+from stevie_operator.kinds.hpostudy.children import (
+    REPORT_FILE,
+    RESULTS_FILE,
+    SIGNIFICANCE_FILE,
+    optuna_study_name,
+)
 from stevie_operator.kinds.hpostudy.view import FinishedTrial, FinishOutputs, StudyView
 from stevie_trainer.common import storage
 from stevie_trainer.hpo.study import (
@@ -98,16 +103,19 @@ def _finished(trial: FrozenTrial) -> FinishedTrial:
 
 
 def _open(storages: StudyStorages, resource: HPOStudy, location: str) -> optuna.Study:
+    """The study, by its name in the storage (keyed by the object in an RDB: the trial and
+    finish Jobs get the same name, :func:`~.children.optuna_study_name`)."""
     meta = resource.metadata
-    backend = storages.get(location, (meta.namespace or "default", meta.name))
-    return open_study(resource.spec, meta.name, backend)
+    namespace = meta.namespace or "default"
+    backend = storages.get(location, (namespace, meta.name))
+    return open_study(resource.spec, optuna_study_name(resource, namespace), backend)
 
 
 def observe(storages: StudyStorages, resource: HPOStudy, location: str) -> StudyView:
     """Open (or create) the study and read what the reconciler needs. Raises
     StudyConflictError when the storage holds that study with another space/objectives."""
     study = _open(storages, resource, location)
-    study_name = resource.metadata.name
+    study_name = resource.metadata.name  # trials and their Jobs are named after the resource
     summary = study_summary(study)
     finished = [t for t in study.get_trials(deepcopy=False) if t.state in _STATES]
     # In the order they finished: the reconciler reports the newest failures.

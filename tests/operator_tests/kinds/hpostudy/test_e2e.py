@@ -158,7 +158,7 @@ def test_rdb_storage_from_a_secret_and_spec_edits(cluster: Cluster, tmp_path: Pa
     doc = json.loads(json.dumps(STUDY))
     doc["spec"]["storage"] = {"urlSecretRef": "study-db"}
     with operator() as runner:
-        cluster.api("POST", HPO, doc)
+        uid = cluster.api("POST", HPO, doc)["metadata"]["uid"]
         missing = status(cluster, lambda s: conditions(s)["Degraded"][0] == "True")
         assert "Secret default/study-db" in wait_for(missing, what="Degraded")["message"]
         encoded = base64.b64encode(url.encode()).decode()
@@ -171,7 +171,10 @@ def test_rdb_storage_from_a_secret_and_spec_edits(cluster: Cluster, tmp_path: Pa
             "name": "STEVIE_HPO_STORAGE",
             "valueFrom": {"secretKeyRef": {"name": "study-db", "key": "url"}},
         }
-        assert len(optuna.load_study(study_name="hpo", storage=url).trials) == 2
+        # In an RDB the study is keyed by the object; the trials open it by that name.
+        keyed = f"default.hpo.{uid}"
+        assert container["args"][container["args"].index("--optuna-study") + 1] == keyed
+        assert len(optuna.load_study(study_name=keyed, storage=url).trials) == 2
 
         # Raising parallelism launches more trials at once.
         cluster.api("PATCH", f"{HPO}/hpo", {"spec": {"parallelism": 3}})

@@ -173,7 +173,9 @@ def test_stevie_run_of_a_study_on_postgres_with_parallel_trials(
     assert not any(PASSWORD in line for line in said)
     assert any("127.0.0.1" in line and "stevie_hpo" in line for line in said)
     # All four trials are in PostgreSQL, and two of them ran at the same time.
-    trials = optuna.load_study(study_name="pg-hpo", storage=postgres_url).get_trials()
+    uid = local_uid("HPOStudy", "default", "pg-hpo")  # ``stevie run``'s, the same every run
+    name = f"default.pg-hpo.{uid}"  # in an RDB the study is keyed by the object
+    trials = optuna.load_study(study_name=name, storage=postgres_url).get_trials()
     assert sorted(t.number for t in trials) == [0, 1, 2, 3]
     assert all(t.state.is_finished() for t in trials)
     spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
@@ -184,5 +186,4 @@ def test_stevie_run_of_a_study_on_postgres_with_parallel_trials(
     )
     # No JournalStorage file anywhere: the RDB was the only storage.
     assert not list(data.rglob("*.journal"))
-    uid = local_uid("HPOStudy", "default", "pg-hpo")  # ``stevie run``'s, the same every run
     assert (data / "default" / "hpostudies" / "pg-hpo" / uid / "optimization_report.txt").is_file()
