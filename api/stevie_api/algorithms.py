@@ -1,5 +1,6 @@
 """Algorithm hyperparameters (Stable-Baselines3 PPO and DQN), the policy network, and the
-validation of hyperparameter search spaces against them."""
+validation of hyperparameter search spaces against them (and the few env fields a search may
+tune: :data:`ENV_SEARCH_PATHS`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from stevie_api.common import ParamSpec, ParamValue, StevieModel
+from stevie_api.market import EnvSpec
 
 __all__ = [
+    "ENV_SEARCH_PATHS",
     "Algorithm",
     "DQNHyperparameters",
     "PPOHyperparameters",
@@ -19,6 +22,7 @@ __all__ = [
     "default_hpo_search_space",
     "default_pbt_mutations",
     "hyperparameter_model",
+    "split_search_params",
 ]
 
 Algorithm = Literal["PPO", "DQN"]
@@ -186,30 +190,48 @@ def default_pbt_mutations(algorithm: Algorithm = "PPO") -> dict[str, ParamSpec]:
     }
 
 
+ENV_SEARCH_PATHS: dict[str, str] = {
+    "env.noTradeBand": "no_trade_band",
+    "env.minHoldBars": "min_hold_bars",
+    "env.turnoverPenalty": "turnover_penalty",
+}
+"""EnvSpec fields a search space may hold, by spec path (to their field names): the
+cost-aware acting rules. Only these, because they change neither the observation nor the
+action space (one network fits every value, so a PBT member may change them between
+intervals), and they are choices of the trader; costs and data are facts of the market,
+which a search must not tune."""
+
+
+def split_search_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A sampled configuration as (algorithm hyperparameters, EnvSpec field updates)."""
+    hyper = {k: v for k, v in params.items() if k not in ENV_SEARCH_PATHS}
+    env = {ENV_SEARCH_PATHS[k]: v for k, v in params.items() if k in ENV_SEARCH_PATHS}
+    return hyper, env
+
+
 def check_param_space(algorithm: Algorithm, space: dict[str, ParamSpec], field: str) -> None:
-    """Raise ValueError if a key is not a hyperparameter of the algorithm, or if a bound or
-    choice is not a valid value for it. `field` is the camelCase name used in messages."""
-    model = hyperparameter_model(algorithm)
-    known = sorted(model.model_fields)
+    """Raise ValueError if a key is neither a hyperparameter of the algorithm nor one of
+    :data:`ENV_SEARCH_PATHS`, or if a bound or choice is not a valid value for it. `field` is
+    the camelCase name used in messages."""
+    hyper = hyperparameter_model(algorithm)
+    known = sorted(hyper.model_fields)
     for key, spec in space.items():
-        if key not in model.model_fields:
+        model: type[BaseModel] = EnvSpec if key in ENV_SEARCH_PATHS else hyper
+        name = ENV_SEARCH_PATHS.get(key, key)
+        if name not in model.model_fields:
             raise ValueError(
                 f"{field}: {key!r} is not a {algorithm} hyperparameter (use the snake_case "
-                f"Stable-Baselines3 name: {', '.join(known)})"
+                f"Stable-Baselines3 name: {', '.join(known)}) nor a searchable env field "
+                f"({', '.join(ENV_SEARCH_PATHS)})"
             )
-        annotation = model.model_fields[key].annotation
+        annotation = model.model_fields[name].annotation
         if annotation is int and spec.type == "float":
             raise ValueError(f"{field}.{key}: {key} is an integer: use type int or categorical")
         for value in spec.candidate_values():
-            _check_value(model, key, value, f"{field}.{key}")
+            _check_value(model, name, value, f"{field}.{key}")
 
 
-def _check_value(
-    model: type[PPOHyperparameters] | type[DQNHyperparameters],
-    key: str,
-    value: ParamValue,
-    where: str,
-) -> None:
+def _check_value(model: type[BaseModel], key: str, value: ParamValue, where: str) -> None:
     checker = _field_checker(model, key)
     try:
         checker.model_validate({model.model_fields[key].alias or key: value}, strict=True)

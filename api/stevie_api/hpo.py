@@ -106,10 +106,12 @@ class HPOStudySpec(StevieModel):
     search_space: dict[str, ParamSpec] = Field(
         default_factory=default_hpo_search_space,
         description="Hyperparameters to search, by snake_case Stable-Baselines3 name, with "
-        "their priors. Default (PPO, the seed's): learning_rate 1e-5..1e-2 log, gamma "
-        "0.9..0.9999, clip_range 0.1..0.4, batch_size {32,64,128,256}, n_steps "
-        "{1024,2048,4096}, ent_coef 1e-4..1e-1 log; for DQN: learning_rate, gamma, "
-        "batch_size, buffer_size, exploration_fraction, target_update_interval.",
+        "their priors; also the cost-aware acting rules of the env, by path: "
+        "env.noTradeBand, env.minHoldBars, env.turnoverPenalty. Default (PPO, the seed's): "
+        "learning_rate 1e-5..1e-2 log, gamma 0.9..0.9999, clip_range 0.1..0.4, batch_size "
+        "{32,64,128,256}, n_steps {1024,2048,4096}, ent_coef 1e-4..1e-1 log; for DQN: "
+        "learning_rate, gamma, batch_size, buffer_size, exploration_fraction, "
+        "target_update_interval.",
     )
     sampler: Literal["tpe", "random", "cmaes", "nsga2"] = Field(
         default="tpe", description="Optuna sampler: tpe, random, cmaes or nsga2."

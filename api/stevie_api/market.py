@@ -216,6 +216,39 @@ class EnvSpec(StevieModel):
         description="rebalance=drift: largest allowed |weight - target| (fraction of equity) "
         "before a rebalancing trade.",
     )
+    no_trade_band: float = Field(
+        default=0.0,
+        ge=0,
+        description="No-trade band, a fraction of equity (0 = off). An order is not placed "
+        "when |target - weight| < noTradeBand, where weight is the position's weight at the "
+        "fill's open (after the gap) and target is the new target (target scheme: the level "
+        "chosen; trade scheme: the position after the buy or sell step) or, for a rebalancing "
+        "trade, the target held: the account keeps its units and its target and pays nothing. "
+        "An entry from flat is always placed (else a band above the smallest level would keep "
+        "the account flat); closing a position is an order like any other, so a band above "
+        "every possible |weight - target| never trades after the entry. With rebalance always "
+        "or drift, no rebalancing trade is smaller than the band.",
+    )
+    min_hold_bars: int = Field(
+        default=0,
+        ge=0,
+        description="Minimum holding period in bars (0 = off). After a bar whose order "
+        "changed the target (opened, resized, reversed or closed a position), the next "
+        "minHoldBars decisions cannot change it: each action counts as keeping the current "
+        "target, so every target is held for at least minHoldBars + 1 bars. Going flat "
+        "early is refused too (the hold is a hold). Rebalancing trades still happen and do "
+        "not restart the hold; a margin close-out is never held back.",
+    )
+    turnover_penalty: float = Field(
+        default=0.0,
+        ge=0,
+        description="Reward-only trading cost per unit of traded notional (0 = off): each "
+        "step's reward is lowered by turnoverPenalty x the notional traded that step (fill, "
+        "rebalancing and close-out, as a fraction of the equity at the step's start). For "
+        "log_return and drawdown_penalized it is in log-return units, before rewardScale "
+        "(0.001 = the agent feels an extra 10 bps on every trade); differential_sharpe, "
+        "which is dimensionless, has it subtracted as is. Equity and metrics never pay it.",
+    )
     borrow_bps: float = Field(
         default=500.0,
         ge=0,

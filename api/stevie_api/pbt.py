@@ -115,9 +115,11 @@ class PBTPopulationSpec(StevieModel):
     hyperparam_mutations: dict[str, ParamSpec] = Field(
         default_factory=default_pbt_mutations,
         description="Hyperparameters that evolve, by snake_case Stable-Baselines3 name, "
-        "with their priors (also the initial distribution). Default for PPO: learning_rate "
-        "1e-5..1e-2 log, ent_coef 1e-4..1e-1 log, clip_range 0.1..0.4, gamma 0.9..0.9999; "
-        "for DQN: learning_rate, gamma, exploration_final_eps.",
+        "with their priors (also the initial distribution); also the cost-aware acting rules "
+        "of the env, by path: env.noTradeBand, env.minHoldBars, env.turnoverPenalty (a "
+        "member's next interval trains and is scored under its new values). Default for "
+        "PPO: learning_rate 1e-5..1e-2 log, ent_coef 1e-4..1e-1 log, clip_range 0.1..0.4, "
+        "gamma 0.9..0.9999; for DQN: learning_rate, gamma, exploration_final_eps.",
     )
     fitness: FitnessWeights = Field(
         default_factory=FitnessWeights,

@@ -12,6 +12,7 @@ from stevie_api.algorithms import (
     DQNHyperparameters,
     PolicySpec,
     PPOHyperparameters,
+    split_search_params,
 )
 from stevie_api.common import MetricSummary, ObjectMeta, StatusBase, StevieModel
 from stevie_api.market import DataSpec, EnvSpec, ExpertSpec
@@ -141,10 +142,15 @@ class TrainingRunSpec(StevieModel):
 
     def with_hyperparameters(self, params: dict[str, Any]) -> TrainingRunSpec:
         """A validated copy with some hyperparameters of the selected algorithm replaced
-        (snake_case SB3 names, as in HPO search spaces and PBT mutations)."""
+        (snake_case SB3 names, as in HPO search spaces and PBT mutations), and the env fields
+        of ENV_SEARCH_PATHS (``env.noTradeBand``...) among them."""
         field = "ppo" if self.algorithm == "PPO" else "dqn"
-        updated = self.hyperparameters.with_overrides(params)
-        return TrainingRunSpec.model_validate({**self.model_dump(), field: updated.model_dump()})
+        hyper, env = split_search_params(params)
+        updated = self.hyperparameters.with_overrides(hyper)
+        doc = {**self.model_dump(), field: updated.model_dump()}
+        if env:
+            doc["env"] = {**self.env.model_dump(), **env}
+        return TrainingRunSpec.model_validate(doc)
 
 
 class ProgressStatus(StevieModel):

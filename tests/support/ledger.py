@@ -4,6 +4,11 @@ The ledger knows nothing of weights or equity multipliers: it holds cash and uni
 them at prices, pays the fee on the notional of each order, charges borrow on the short
 notional at each close, and closes a short out where its equity meets the maintenance
 margin. The simulator's tests (and bench/position_accounting.py) hold the kernel to it.
+
+The trader's own rules are the broker's order checks here: an order smaller than the no-trade
+band is refused (unless the account is flat), and for ``min_hold`` steps after the target
+changed any new target is refused. ``traded`` is the notional of the last step's orders over
+the equity the step started with: what the turnover penalty is charged on.
 """
 
 from __future__ import annotations
@@ -24,10 +29,15 @@ class Ledger:
     margin: float  # maintenance: equity >= margin x short notional
     rebalance: str = "never"
     drift: float = 0.05
+    band: float = 0.0  # orders for less than band x equity are refused, unless flat
+    min_hold: int = 0  # steps after a target change in which no other target is accepted
     cash: float = 1.0
     units: float = 0.0
     target: float = 0.0
     closed_out: bool = False
+    hold_left: int = 0
+    traded: float = 0.0  # notional ordered in the last step / equity at its start
+    start_equity: float = 1.0
 
     @classmethod
     def of(cls, spec: EnvSpec, bars_per_year: float) -> Ledger:
@@ -38,6 +48,8 @@ class Ledger:
             margin=spec.maintenance_margin,
             rebalance=spec.rebalance,
             drift=spec.rebalance_drift,
+            band=spec.no_trade_band,
+            min_hold=spec.min_hold_bars,
         )
 
     def equity(self, price: float) -> float:
@@ -47,12 +59,15 @@ class Ledger:
         """Buy ``units`` (sell if negative) at ``price``; the fee is paid from cash."""
         self.cash -= units * price + self.cost * abs(units) * price
         self.units += units
+        self.traded += abs(units) * price / self.start_equity
 
     def _close_out(self, price: float) -> None:
         self._order(-self.units, price)
         self.closed_out, self.target = True, 0.0
 
     def _wants_trade(self, target: float, weight: float) -> bool:
+        if self.target != 0.0 and abs(target - weight) < self.band:
+            return False  # too small to be worth its cost (an entry from flat is exempt)
         if target != self.target:
             return True
         if self.rebalance == "always":
@@ -61,6 +76,14 @@ class Ledger:
 
     def step(self, target: float, open_: float, high: float, close: float) -> float:
         """Decide ``target`` at the last close; fill at ``open_``; equity at ``close``."""
+        before = self.target
+        equity = self._step(self.target if self.hold_left > 0 else target, open_, high, close)
+        self.hold_left = self.min_hold if self.target != before else max(self.hold_left - 1, 0)
+        self.start_equity = equity
+        return equity
+
+    def _step(self, target: float, open_: float, high: float, close: float) -> float:
+        self.traded = 0.0
         equity = self.equity(open_)
         short_notional = -self.units * open_
         if equity <= 0.0:
@@ -73,9 +96,11 @@ class Ledger:
         if self._wants_trade(target, weight):
             # Size the order so that after its fee the position is ``target`` of equity:
             # fee = cost x |target x equity - value held| (the notional the order is for).
-            fee = self.cost * abs(target * equity - self.units * open_)
+            notional = abs(target * equity - self.units * open_)
+            fee = self.cost * notional
             new_units = target * (equity - fee) / open_
             self.cash -= (new_units - self.units) * open_ + fee
+            self.traded += notional / self.start_equity
             self.units, self.target = new_units, target
         if self.units < 0.0:
             # Equity meets the margin where cash + units x P = margin x (-units) x P.

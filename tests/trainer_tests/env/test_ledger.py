@@ -19,23 +19,11 @@ from stevie_trainer.env.kernel import L_TRADED
 from stevie_trainer.env.market import MarketData
 from stevie_trainer.env.trading import TradingEnv
 from stevie_trainer.evaluation.episode import round_trips
+from support.bars import bars, switching
 from support.data import MarketFiles
 from support.ledger import Ledger
 
 LEVELS = [-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0]
-
-
-def bars(n: int = 500, seed: int = 0, drift: float = 0.0, vol: float = 0.01) -> pd.DataFrame:
-    """Synthetic OHLC bars with gaps between a close and the next open, and real highs."""
-    rng = np.random.default_rng(seed)
-    close = 100.0 * np.exp(np.cumsum(rng.normal(drift, vol, n)))
-    open_ = np.empty(n)
-    open_[0] = 100.0
-    open_[1:] = close[:-1] * np.exp(rng.normal(0.0, vol / 4, n - 1))
-    high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0.0, vol / 2, n)))
-    low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0.0, vol / 2, n)))
-    index = pd.date_range("2024-01-01", periods=n, freq="1h", tz="UTC", name="timestamp")
-    return pd.DataFrame({"open": open_, "high": high, "low": low, "close": close}, index=index)
 
 
 def run_both(
@@ -60,17 +48,6 @@ def run_both(
         if terminated or truncated:
             break
     return sim, book, env
-
-
-def switching(n: int, levels: list[float], seed: int, hold: int = 25) -> list[float]:
-    """Targets that change every ``hold`` bars on average (so weights have time to drift)."""
-    rng = np.random.default_rng(seed)
-    out, current = [], 0.0
-    for _ in range(n):
-        if rng.random() < 1.0 / hold:
-            current = float(rng.choice(levels))
-        out.append(current)
-    return out
 
 
 KINDS = {

@@ -19,13 +19,16 @@ from stevie_trainer.env.kernel import (
     EQUITY,
     F32,
     F64,
+    HOLD,
     I64,
     LEDGER_COLUMNS,
     NB,
+    NC,
     NS,
     PEAK,
     POS,
     SCHEME_TRADE,
+    TRADED,
     WEIGHT,
     SimParams,
     _obs_kernel,
@@ -92,17 +95,21 @@ class Accounts:
             float(params.rebalance_threshold),
             float(params.borrow_rate) / float(prices.bars_per_year),
             float(params.maintenance_margin),
+            float(params.no_trade_band),
+            int(params.min_hold_bars),
+            float(params.turnover_penalty),
         )
         # The public per-account arrays are (strided) column views of the packed records.
         acct = np.zeros((n, NS))
-        clock = np.zeros((n, 3), dtype=np.int64)
+        clock = np.zeros((n, NC), dtype=np.int64)
         self._acct, self._clock = acct.reshape(-1), clock.reshape(-1)
         # pos: the target the agent holds (its action state); weight: what the position weighs
         self.pos, self.equity, self.peak = acct[:, POS], acct[:, EQUITY], acct[:, PEAK]
         self.entry_eq, self.entry_px = acct[:, ENTRY_EQ], acct[:, ENTRY_PX]
         self.dsr_a, self.dsr_b = acct[:, DSR_A], acct[:, DSR_B]
-        self.weight = acct[:, WEIGHT]
+        self.weight, self.traded = acct[:, WEIGHT], acct[:, TRADED]
         self.t, self.end, self.bars_in = clock[:, BAR], clock[:, END], clock[:, BARS_IN]
+        self.hold = clock[:, HOLD]  # steps in which the target cannot change yet
         self._flags = np.zeros((3, n), dtype=bool)
         self.terminated, self.truncated, self.dones = self._flags
         self.rewards = np.zeros(n, dtype=np.float32)

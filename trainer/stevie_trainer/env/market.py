@@ -52,6 +52,9 @@ def sim_params(spec: EnvSpec) -> SimParams:
         ),
         borrow_rate=spec.borrow_bps / 1e4,
         maintenance_margin=spec.maintenance_margin,
+        no_trade_band=spec.no_trade_band,
+        min_hold_bars=spec.min_hold_bars,
+        turnover_penalty=spec.turnover_penalty,
     )
 
 
