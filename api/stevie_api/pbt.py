@@ -144,6 +144,14 @@ class PBTPopulationSpec(StevieModel):
         bad = [f for f in self.perturbation_factors if f <= 0]
         if bad:
             raise ValueError(f"perturbationFactors must be > 0 (got {bad})")
+        if self.template.evaluation.walk_forward is not None:
+            # A member trains on, and is scored on, one split interval after interval: it
+            # cannot be K agents, and silently scoring it on the single split would be worse.
+            raise ValueError(
+                "template.evaluation.walkForward is not supported by a PBTPopulation (a "
+                "member is one agent scored on the validation split at every interval); "
+                "remove it, or use an HPOStudy for walk-forward selection"
+            )
         return self
 
     @property

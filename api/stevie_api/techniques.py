@@ -21,6 +21,7 @@ __all__ = [
     "RegimeShiftSpec",
     "ScalingRangeSpec",
     "VolumeScalingSpec",
+    "WalkForwardSpec",
 ]
 
 CurriculumStage = Literal["stable", "moderate", "high_volatility", "turbulent"]
@@ -174,6 +175,84 @@ class CurriculumSpec(StevieModel):
         return value
 
 
+class WalkForwardSpec(StevieModel):
+    """Walk-forward selection: K folds before the test split instead of one validation split.
+
+    One validation split is one noisy draw, and a model chosen on it is partly chosen for its
+    luck there. Each fold trains its own agent on bars before its validation window and keeps
+    that agent's best checkpoint by the window's Sharpe; the run's validation score is the
+    mean (or a lower confidence bound) over the folds. The test split is never seen until
+    the final report.
+    """
+
+    folds: int = Field(
+        default=5,
+        ge=2,
+        le=50,
+        description="Number of folds K (>= 2). The folds re-cut the bars before the test "
+        "split (data.split's validation boundary is not used; its test split is). "
+        "totalTimesteps is the budget of the whole run, split evenly among the folds, so "
+        "walk-forward costs what a single split does.",
+    )
+    scheme: Literal["anchored", "rolling"] = Field(
+        default="anchored",
+        description="anchored: every fold trains from the first bar (the training set grows; "
+        "the last fold's agent, trained on the most data, is the run's model.zip); rolling: "
+        "every fold trains on the same number of bars (trainBars), sliding forward.",
+    )
+    validation_bars: int | None = Field(
+        default=None,
+        ge=2,
+        description="Bars of each fold's validation window. Default: the bars before the "
+        "test split (less the gaps) cut into K + 1 equal parts, the first training set "
+        "being the first part (scikit-learn's TimeSeriesSplit).",
+    )
+    train_bars: int | None = Field(
+        default=None,
+        ge=2,
+        description="rolling: bars each fold trains on (default: all the first fold has); "
+        "anchored: the fewest bars the first fold may train on.",
+    )
+    purge_bars: int | None = Field(
+        default=None,
+        ge=0,
+        description="Bars left out between each fold's training bars and its validation "
+        "window, and between the last window and the test split, so no observation window "
+        "straddles a boundary. Default: env.window.",
+    )
+    embargo_bars: int = Field(
+        default=0,
+        ge=0,
+        description="Bars left out between one validation window and the next (they still "
+        "train later folds), so successive folds are scored on less correlated bars.",
+    )
+    score: Literal["mean", "lcb"] = Field(
+        default="mean",
+        description="Selection score over the folds' validation Sharpes (validation.sharpe "
+        "of the result, which HPO optimises): mean, or lcb = mean - z x std / sqrt(K) (std "
+        "over folds, ddof 1), which prefers agents that do well on every fold.",
+    )
+    z: float | None = Field(
+        default=None,
+        gt=0,
+        le=5,
+        description="score lcb only: standard errors below the mean (default 1: the "
+        "one-standard-error rule of cross-validation; folds are not independent, so it is a "
+        "penalty for inconsistency across folds, not a calibrated confidence level).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> WalkForwardSpec:
+        if self.z is not None and self.score != "lcb":
+            raise ValueError(f"z applies to score lcb only (score is {self.score})")
+        return self
+
+    @property
+    def lcb_z(self) -> float:
+        """The z of score lcb (1 unless set)."""
+        return 1.0 if self.z is None else self.z
+
+
 class EvaluationSpec(StevieModel):
     """Periodic evaluation on the validation split (the best model is kept by validation
     Sharpe; the test split is evaluated once, at the end)."""
@@ -181,7 +260,13 @@ class EvaluationSpec(StevieModel):
     eval_freq: int = Field(
         default=10_000,
         ge=1,
-        description="Timesteps (summed over environments) between validation evaluations.",
+        description="Timesteps (summed over environments) between validation evaluations "
+        "(with walkForward: within each fold, counted from the fold's start).",
+    )
+    walk_forward: WalkForwardSpec | None = Field(
+        default=None,
+        description="Walk-forward selection over K folds before the test split (one agent "
+        "per fold; validation becomes the score over folds). Absent: one validation split.",
     )
 
 

@@ -133,6 +133,12 @@ class TrainingRunSpec(StevieModel):
             )
         if self.algorithm == "PPO" and self.ppo.n_steps * self.n_envs < 2:
             raise ValueError("ppo.nSteps x nEnvs must be at least 2 (PPO needs a rollout)")
+        folds = self.evaluation.walk_forward.folds if self.evaluation.walk_forward else 1
+        if self.total_timesteps < folds:
+            raise ValueError(
+                f"totalTimesteps ({self.total_timesteps}) is split among the "
+                f"{folds} walk-forward folds: it must be at least evaluation.walkForward.folds"
+            )
         return self
 
     @property
@@ -162,6 +168,10 @@ class ProgressStatus(StevieModel):
     )
     percent: int = Field(default=0, ge=0, le=100, description="timesteps / totalTimesteps, %.")
     stage: str | None = Field(default=None, description="Current curriculum stage, if any.")
+    fold: str | None = Field(
+        default=None,
+        description="Walk-forward fold being trained, as i/K (evaluation.walkForward only).",
+    )
 
 
 class ArtifactsStatus(StevieModel):
@@ -187,7 +197,10 @@ class TrainingRunStatus(StatusBase):
     job_name: str | None = Field(default=None, description="Name of the trainer Job.")
     progress: ProgressStatus | None = Field(default=None, description="Training progress.")
     validation: MetricSummary | None = Field(
-        default=None, description="Metrics of the best model on the validation split."
+        default=None,
+        description="Metrics of the best model on the validation split (with "
+        "evaluation.walkForward: sharpe is the selection score over folds, the others the "
+        "mean over folds).",
     )
     test: MetricSummary | None = Field(
         default=None,

@@ -12,7 +12,8 @@ PORT_ENV = "STEVIE_METRICS_PORT"
 
 
 class TrainerMetrics:
-    """Gauges labelled by run: timesteps, fps, episode reward, validation Sharpe, stage."""
+    """Gauges labelled by run: timesteps, fps, episode reward, validation Sharpe, stage, and
+    the walk-forward fold."""
 
     def __init__(self, run: str, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -45,6 +46,18 @@ class TrainerMetrics:
             [*labels, "stage"],
             registry=self.registry,
         )
+        self.fold = Gauge(
+            "stevie_trainer_walk_forward_fold",
+            "Walk-forward fold being trained (0-based; absent without walkForward)",
+            labels,
+            registry=self.registry,
+        )
+        self.folds = Gauge(
+            "stevie_trainer_walk_forward_folds",
+            "Walk-forward folds of the run",
+            labels,
+            registry=self.registry,
+        )
         self._stage: str | None = None
 
     def serve(self, port: int | None = None) -> int | None:
@@ -70,6 +83,10 @@ class TrainerMetrics:
             self.reward.labels(run).set(progress["episode_reward_mean"])
         if progress.get("best_validation_sharpe") is not None:
             self.sharpe.labels(run).set(progress["best_validation_sharpe"])
+        fold = progress.get("fold")
+        if fold is not None:
+            self.fold.labels(run).set(fold["index"])
+            self.folds.labels(run).set(fold["count"])
         stage = progress.get("stage")
         if stage != self._stage:
             if self._stage is not None:

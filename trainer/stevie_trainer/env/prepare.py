@@ -69,10 +69,18 @@ def data_splits(market: MarketData, data: DataSpec) -> SplitBounds:
 def prepare(spec: TrainingRunSpec, name: str | None = None) -> Prepared:
     frame, market = load_market(spec.data, spec.env, name)
     splits = data_splits(market, spec.data)
-    lo, hi = splits.train
     # Fail early, with the data's own words, if a split is too short to trade.
     for split in ("train", "validation", "test"):
         market.tradable(splits.get(split), f"{split} split")
+    return with_splits(spec, frame, market, splits)
+
+
+def with_splits(
+    spec: TrainingRunSpec, frame: pd.DataFrame, market: MarketData, splits: SplitBounds
+) -> Prepared:
+    """The training market of ``splits.train`` (augmented when the spec says so) beside the
+    real ``market``: for the spec's own split, or a walk-forward fold's."""
+    lo, hi = splits.train
     if not spec.augmentation.enabled:
         return Prepared(
             spec=spec,

@@ -8,7 +8,9 @@ running mean of the finished seeds and the current one) and stops when the prune
 like rl-baselines3-zoo's ``TrialEvalCallback``. It tells the study the outcome itself:
 
 * COMPLETE with the mean over seeds of each objective (of each seed's best model by
-  validation Sharpe, the model a TrainingRun keeps);
+  validation Sharpe, the model a TrainingRun keeps; with ``evaluation.walkForward`` a
+  seed trains one agent per fold and its objective is the aggregate over folds, see
+  :mod:`stevie_trainer.rl.walkforward`);
 * PRUNED (Optuna keeps the last intermediate value);
 * FAIL with ``user_attrs["error"]`` when training raises (the exception propagates).
 
@@ -46,6 +48,7 @@ from stevie_trainer.hpo.study import (
 from stevie_trainer.rl.callbacks import RunState, ValidationCallback
 from stevie_trainer.rl.session import open_session
 from stevie_trainer.rl.train import claim
+from stevie_trainer.rl.walkforward import walk_forward_seed
 
 __all__ = ["SeedResult", "TrialEvalCallback", "find_trial", "run_trial", "train_seed"]
 
@@ -104,6 +107,11 @@ def train_seed(
     claim(store, spec)
     if done is not None and done.get("status") == "succeeded":
         return _seed_result(done)
+    if spec.evaluation.walk_forward is not None:  # one agent per fold, scored over folds
+        hook = on_eval or (lambda _t, _m: False)
+        wf_result = walk_forward_seed(spec, store, TrialEvalCallback, hook, say)
+        store.write_json("result.json", wf_result)
+        return _seed_result(wf_result)
     started = time.monotonic()
     session = open_session(spec, say)
     state = session.state

@@ -171,7 +171,11 @@ class CheckpointCallback(PeriodicCallback):
 
 class ProgressCallback(BaseCallback):
     """progress.json for the operator, a progress line (terminal) or JSON log lines (pod),
-    and Prometheus gauges."""
+    and Prometheus gauges.
+
+    A walk-forward fold's model counts its own timesteps from 0: ``offset`` (the folds
+    before it) and ``total`` (the whole run's) keep progress.json's timesteps / total the
+    run's, summed over folds; ``fold`` (index, count) is reported beside them."""
 
     def __init__(
         self,
@@ -180,6 +184,10 @@ class ProgressCallback(BaseCallback):
         metrics: TrainerMetrics,
         stage: Callable[[], str | None],
         every_seconds: float = 2.0,
+        *,
+        offset: int = 0,
+        total: int | None = None,
+        fold: tuple[int, int] | None = None,
     ):
         super().__init__()
         self.store = store
@@ -187,6 +195,9 @@ class ProgressCallback(BaseCallback):
         self.metrics = metrics
         self.stage = stage
         self.every = every_seconds
+        self.offset = offset
+        self.total = total
+        self.fold = fold
         self.tty = sys.stderr.isatty()
         self.last_time = 0.0
         self.last_steps = 0
@@ -209,11 +220,12 @@ class ProgressCallback(BaseCallback):
         now = time.monotonic()
         fps = (self.num_timesteps - self.last_steps) / max(now - self.last_time, 1e-9)
         self.last_time, self.last_steps = now, self.num_timesteps
-        total = self.state.total_timesteps
+        total = self.state.total_timesteps if self.total is None else self.total
+        steps = self.offset + self.num_timesteps
         rewards = [ep["r"] for ep in (self.model.ep_info_buffer or [])]
         mean_reward = float(np.mean(rewards)) if rewards else None
-        progress = {
-            "timesteps": self.num_timesteps,
+        progress: dict[str, Any] = {
+            "timesteps": steps,
             "total_timesteps": total,
             "stage": self.stage(),
             "best_validation_sharpe": self.state.best_sharpe,
@@ -221,14 +233,17 @@ class ProgressCallback(BaseCallback):
             "fps": round(fps, 1),
             "updated_at": iso_now(),
         }
+        if self.fold is not None:
+            progress["fold"] = {"index": self.fold[0], "count": self.fold[1]}
         self.store.write_json("progress.json", progress)
         self.metrics.update(progress)
-        pct = 100.0 * self.num_timesteps / max(total, 1)
+        pct = 100.0 * steps / max(total, 1)
         if self.tty:
             sharpe = self.state.best_sharpe
             line = (
-                f"\r[{pct:5.1f}%] {self.num_timesteps:,}/{total:,} steps  {fps:,.0f} steps/s"
+                f"\r[{pct:5.1f}%] {steps:,}/{total:,} steps  {fps:,.0f} steps/s"
                 f"  best val Sharpe {'n/a' if sharpe is None else f'{sharpe:.2f}'}"
+                + (f"  fold {self.fold[0] + 1}/{self.fold[1]}" if self.fold else "")
                 + (f"  stage {progress['stage']}" if progress["stage"] else "")
             )
             print(line, end="\n" if final else "", file=sys.stderr, flush=True)

@@ -3,6 +3,8 @@
 ``train(spec, out)`` is idempotent and resumable: a run whose result.json exists is returned
 as is; otherwise the latest complete checkpoint under ``out`` is loaded and training goes on
 to ``totalTimesteps``. A run directory belongs to one spec: a different spec is refused.
+With ``evaluation.walkForward`` the run trains one agent per fold instead
+(:mod:`stevie_trainer.rl.walkforward`); without it, this module's single split, unchanged.
 """
 
 from __future__ import annotations
@@ -99,6 +101,13 @@ def train(
     if done is not None and done.get("status") == "succeeded":
         say(f"{store.out}: already finished; result.json is up to date")
         return done
+    if spec.evaluation.walk_forward is not None:  # one agent per fold (rl/walkforward.py)
+        from stevie_trainer.rl.walkforward import describe_folds, train_walk_forward
+
+        result = train_walk_forward(spec, store, say, name=name)
+        store.write_json("result.json", result)
+        say(result_table(result) + "\n" + describe_folds(result))
+        return result
     started = time.monotonic()
     # TensorBoard writes local files: straight into a local run folder, or into a scratch
     # folder uploaded under <out>/tensorboard/ at the end for an s3:// run.

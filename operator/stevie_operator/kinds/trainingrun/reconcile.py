@@ -139,7 +139,18 @@ def _progress(
         total_timesteps=total,
         percent=max(0, min(100, steps * 100 // total)),
         stage=stage if isinstance(stage, str) else None,
+        fold=_fold(progress.get("fold")),
     )
+
+
+def _fold(fold: Any) -> str | None:
+    """progress.json's walk-forward fold ({"index": 0-based, "count": K}) as "i/K"."""
+    if not isinstance(fold, Mapping):
+        return None
+    index, count = fold.get("index"), fold.get("count")
+    if isinstance(index, int) and isinstance(count, int) and 0 <= index < count:
+        return f"{index + 1}/{count}"
+    return None
 
 
 def _apply_result(

@@ -95,11 +95,12 @@ def test_pending_running_succeeded() -> None:
     assert not plan.children and plan.phase == "Pending" and plan.events == ()
 
     progress = {"timesteps": 5000, "total_timesteps": 20480, "stage": "moderate",
-                "best_validation_sharpe": 0.9}  # fmt: skip
+                "best_validation_sharpe": 0.9, "fold": {"index": 1, "count": 4}}  # fmt: skip
     plan = step(res, seen(T0 + timedelta(minutes=1), RUNNING, progress=progress))
     assert plan.phase == "Running"
     assert plan.status["progress"] == {
-        "timesteps": 5000, "totalTimesteps": 20480, "percent": 24, "stage": "moderate"
+        "timesteps": 5000, "totalTimesteps": 20480, "percent": 24, "stage": "moderate",
+        "fold": "2/4",
     }  # fmt: skip
     assert plan.status["startTime"] == "2025-01-01T00:01:00Z"
     assert best_validation_sharpe(plan, seen(T0, progress=progress)) == 0.9
