@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from stevie_api.common import StevieModel
 
@@ -17,6 +17,7 @@ __all__ = [
     "EnvSpec",
     "ExpertSpec",
     "Feature",
+    "MarketSource",
     "SplitSpec",
 ]
 
@@ -113,27 +114,102 @@ class SplitSpec(StevieModel):
         return _parse_time(self.validation_start), _parse_time(self.test_start)
 
 
-class DataSpec(StevieModel):
-    """Where the OHLCV bars come from and how they are split."""
+_URI_DESCRIPTION = (
+    "OHLCV data (CSV or Parquet): a local path, file:///abs/path, s3://bucket/key, or "
+    "pkg://python_package/path/in/package for data shipped in an installed package (e.g. "
+    "pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv)."
+)
+_BARS_PER_YEAR_DESCRIPTION = (
+    "Bars per year, for annualising Sharpe and returns (e.g. 252 for daily stocks, 8760 for "
+    "hourly crypto). Default: inferred from the timestamps."
+)
 
-    uri: str = Field(
+
+class MarketSource(StevieModel):
+    """One market of a multi-market run: its data, its name and its bar size."""
+
+    uri: str = Field(min_length=1, description=_URI_DESCRIPTION)
+    symbol: str | None = Field(
+        default=None,
+        description="Market name in reports (default: the file name); unique in the run.",
+    )
+    bars_per_year: float | None = Field(default=None, gt=0, description=_BARS_PER_YEAR_DESCRIPTION)
+
+
+class DataSpec(StevieModel):
+    """Where the OHLCV bars come from (one market, or several) and how they are split."""
+
+    # The API server refuses neither/both too (kubectl apply fails, not the trainer's pod).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.uri) != has(self.markets)",
+                    "message": "give exactly one of data.uri (one market) or data.markets",
+                }
+            ]
+        }
+    )
+
+    uri: str | None = Field(
+        default=None,
         min_length=1,
-        description="OHLCV data (CSV or Parquet): a local path, file:///abs/path, "
-        "s3://bucket/key, or pkg://python_package/path/in/package for data shipped in an "
-        "installed package (e.g. pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv).",
+        description=_URI_DESCRIPTION + " Give uri (one market) or markets, not both.",
     )
     symbol: str | None = Field(
         default=None, description="Instrument name used in reports (default: the file name)."
     )
-    bars_per_year: float | None = Field(
+    bars_per_year: float | None = Field(default=None, gt=0, description=_BARS_PER_YEAR_DESCRIPTION)
+    markets: list[MarketSource] | None = Field(
         default=None,
-        gt=0,
-        description="Bars per year, for annualising Sharpe and returns (e.g. 252 for daily "
-        "stocks, 8760 for hourly crypto). Default: inferred from the timestamps.",
+        min_length=1,
+        description="Several markets trained by one policy (the features are scale-free): "
+        "training episodes are spread over them, each episode on one market; validation and "
+        "test are reported per market and pooled (the mean over markets). The split applies "
+        "to each market on its own bars (fractions) or dates. Instead of uri, symbol and "
+        "barsPerYear.",
     )
     split: SplitSpec = Field(
         default_factory=SplitSpec, description="Chronological train/validation/test split."
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if (self.uri is None) == (self.markets is None):
+            raise ValueError("give exactly one of data.uri (one market) or data.markets")
+        if self.markets is not None:
+            if self.symbol is not None or self.bars_per_year is not None:
+                raise ValueError(
+                    "with data.markets, set symbol and barsPerYear on each market, not on data"
+                )
+            names = [m.symbol or m.uri for m in self.markets]
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(
+                    f"data.markets must name each market once (repeated: {', '.join(repeated)})"
+                )
+        return self
+
+    @property
+    def multi_market(self) -> bool:
+        """Whether the spec lists markets (even just one) instead of a single uri."""
+        return self.markets is not None
+
+    def sources(self) -> list[MarketSource]:
+        """The markets of the spec, a single-uri spec's as one."""
+        if self.markets is not None:
+            return list(self.markets)
+        assert self.uri is not None  # the validator guarantees one of the two
+        return [MarketSource(uri=self.uri, symbol=self.symbol, bars_per_year=self.bars_per_year)]
+
+    def single(self, source: MarketSource) -> DataSpec:
+        """The single-market DataSpec of one of the sources, with this spec's split."""
+        return DataSpec(
+            uri=source.uri,
+            symbol=source.symbol,
+            bars_per_year=source.bars_per_year,
+            split=self.split,
+        )
 
 
 class EnvSpec(StevieModel):

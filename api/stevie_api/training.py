@@ -139,7 +139,25 @@ class TrainingRunSpec(StevieModel):
                 f"totalTimesteps ({self.total_timesteps}) is split among the "
                 f"{folds} walk-forward folds: it must be at least evaluation.walkForward.folds"
             )
+        self._check_markets()
         return self
+
+    def _check_markets(self) -> None:
+        """What a multi-market run (data.markets) cannot do yet, and its smallest batch."""
+        markets = self.data.markets
+        if markets is None:
+            return
+        for enabled, name in (
+            (self.evaluation.walk_forward is not None, "evaluation.walkForward"),
+            (self.curriculum.enabled, "curriculum"),
+        ):
+            if enabled:
+                raise ValueError(f"data.markets cannot be combined with {name} yet")
+        if self.n_envs < len(markets):
+            raise ValueError(
+                f"nEnvs ({self.n_envs}) must be at least the number of data.markets "
+                f"({len(markets)}): each market trades in its own environments"
+            )
 
     @property
     def hyperparameters(self) -> PPOHyperparameters | DQNHyperparameters:

@@ -92,13 +92,14 @@ def verdict(report: Mapping[str, Any]) -> str:
     )
 
 
-def data_warnings(members: Sequence[ResolvedMember], uri: str, split: Any) -> list[str]:
+def data_warnings(members: Sequence[ResolvedMember], uri: str | None, split: Any) -> list[str]:
     """Members trained on other data or another split: their training bars may overlap."""
     out = []
     for m in members:
         if m.spec.data.uri != uri or m.spec.data.split != split:
+            trained_on = m.spec.data.uri or "several markets"
             out.append(
-                f"member {m.name!r} was trained on {m.spec.data.uri} with another split: the "
+                f"member {m.name!r} was trained on {trained_on} with another split: the "
                 "backtest's validation and test bars may overlap its training data"
             )
     return out
@@ -304,6 +305,11 @@ def ensemble_backtest(
     ensemble, resolved = load_ensemble(spec, refs, say)
     data = spec.data or resolved[0].spec.data
     source = "spec.data" if spec.data else f"the data of member {resolved[0].name!r}"
+    if data.uri is None:  # a member trained on several markets, and no spec.data
+        raise ValueError(
+            f"an Ensemble backtests one market, and {source} lists several: set the "
+            "Ensemble's spec.data.uri"
+        )
     label = data.symbol or storage.basename(data.uri)
     say(f"backtest data: {data.uri} ({source})")
     frame = load_ohlcv(data.uri)

@@ -1,12 +1,16 @@
 """From a TrainingRun spec to markets: the real data with its splits, and the training market.
 
+A multi-market spec (``data.markets``) is prepared market by market, each exactly as a
+single-market spec of it would be (its own split, features and augmentation): the result is
+the first market's :class:`Prepared` with every market's in :attr:`Prepared.parts`.
+
 Only the training split is ever augmented: validation and test evaluate on the real market
 (:attr:`Prepared.market`), which augmentation never touches.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +38,13 @@ class Prepared:
     train_bounds: Bounds
     ranges: list[Bounds] = field(default_factory=list)  # tradable [first, last] per segment
     augmentation: dict[str, Any] = field(default_factory=dict)
+    parts: list[Prepared] = field(default_factory=list)  # every market of a multi-market run
+    data: DataSpec | None = None  # this market's own single-market DataSpec (else spec.data)
+
+    @property
+    def markets(self) -> list[Prepared]:
+        """Every market of the run (a single-market run's own one)."""
+        return self.parts or [self]
 
     @property
     def train_starts(self) -> npt.NDArray[np.int64]:
@@ -45,6 +56,8 @@ def load_market(
     data: DataSpec, env: EnvSpec, name: str | None = None
 ) -> tuple[pd.DataFrame, MarketData]:
     """The data of a spec, loaded, validated and prepared for ``env`` (features, windows)."""
+    if data.uri is None:
+        raise ValueError("load_market needs a single-market DataSpec (data.uri)")
     frame = load_ohlcv(data.uri)
     label = name or data.symbol or storage.basename(data.uri)
     market = MarketData.from_frame(
@@ -67,12 +80,27 @@ def data_splits(market: MarketData, data: DataSpec) -> SplitBounds:
 
 
 def prepare(spec: TrainingRunSpec, name: str | None = None) -> Prepared:
-    frame, market = load_market(spec.data, spec.env, name)
-    splits = data_splits(market, spec.data)
+    """The markets of ``spec`` with their splits (``name``: a single market's label)."""
+    if not spec.data.multi_market:
+        return prepare_market(spec, spec.data, name)
+    parts = [prepare_market(spec, spec.data.single(s)) for s in spec.data.sources()]
+    names = [p.market.name for p in parts]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(
+            f"data.markets: two markets are named {', '.join(repeated)}; give each a symbol"
+        )
+    return replace(parts[0], parts=parts)
+
+
+def prepare_market(spec: TrainingRunSpec, data: DataSpec, name: str | None = None) -> Prepared:
+    """One market of ``spec`` (``data``: the spec's own, or one of its markets')."""
+    frame, market = load_market(data, spec.env, name)
+    splits = data_splits(market, data)
     # Fail early, with the data's own words, if a split is too short to trade.
     for split in ("train", "validation", "test"):
         market.tradable(splits.get(split), f"{split} split")
-    return with_splits(spec, frame, market, splits)
+    return replace(with_splits(spec, frame, market, splits), data=data)
 
 
 def with_splits(

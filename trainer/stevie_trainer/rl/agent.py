@@ -19,6 +19,8 @@ from stevie_trainer.env.accounts import Accounts
 from stevie_trainer.env.prepare import Prepared
 from stevie_trainer.evaluation.episode import Episode, run_policy
 from stevie_trainer.evaluation.fastpolicy import GreedyMLP
+from stevie_trainer.evaluation.performance import Performance
+from stevie_trainer.evaluation.pooled import as_performance, pool_metrics
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "DQN": DQN}
 ACTIVATIONS: dict[str, type[torch.nn.Module]] = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
@@ -183,7 +185,16 @@ class AgentPolicy:
 
 def validation_episode(prepared: Prepared, model: BaseAlgorithm) -> Episode:
     """The model's greedy actions over the validation split, in the simulator: the evidence
-    every model selection uses (best checkpoint, HPO objective, PBT fitness)."""
+    every model selection uses (best checkpoint, HPO objective, PBT fitness).
+
+    One market's: a multi-market run is refused (it has one episode per market; see
+    :func:`validation_performance`), so no selection silently reads its first market only.
+    """
+    if prepared.parts:
+        raise ValueError(
+            "this selection reads one market's validation split; data.markets is not "
+            "supported here yet"
+        )
     return run_policy(
         prepared.market,
         prepared.spec.env,
@@ -191,3 +202,21 @@ def validation_episode(prepared: Prepared, model: BaseAlgorithm) -> Episode:
         AgentPolicy(model),
         split_name="validation split",
     )
+
+
+def validation_performance(
+    prepared: Prepared, model: BaseAlgorithm
+) -> tuple[Performance, dict[str, dict[str, float | int | None]]]:
+    """The validation performance model selection reads, and the per-market metrics.
+
+    One market: its validation episode, and no per-market metrics. Several: the pooled
+    performance (:mod:`~stevie_trainer.evaluation.pooled`: its Sharpe is the mean of the
+    per-market Sharpes) and each market's metrics by name.
+    """
+    if not prepared.parts:
+        return validation_episode(prepared, model).performance(), {}
+    per_market = {
+        part.market.name: validation_episode(part, model).performance().to_dict()
+        for part in prepared.parts
+    }
+    return as_performance(pool_metrics(per_market)), per_market

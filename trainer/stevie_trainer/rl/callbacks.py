@@ -20,8 +20,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stevie_trainer.common.artifacts import RunStore, iso_now
 from stevie_trainer.common.telemetry import TrainerMetrics
 from stevie_trainer.env.prepare import Prepared
+from stevie_trainer.evaluation.episode import Episode
 from stevie_trainer.evaluation.performance import Performance
-from stevie_trainer.rl.agent import save_model, validation_episode
+from stevie_trainer.rl.agent import save_model, validation_episode, validation_performance
 from stevie_trainer.rl.curriculum import Curriculum
 
 
@@ -33,6 +34,7 @@ class RunState:
     best_sharpe: float | None = None
     best_timesteps: int | None = None
     best_validation: dict[str, Any] | None = None
+    best_validation_markets: dict[str, Any] | None = None  # per market (data.markets)
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     resumed_from: list[int] = field(default_factory=list)
     curriculum: dict[str, Any] | None = None
@@ -42,6 +44,7 @@ class RunState:
             "best_sharpe": self.best_sharpe,
             "best_timesteps": self.best_timesteps,
             "best_validation": self.best_validation,
+            "best_validation_markets": self.best_validation_markets,
             "evaluations": self.evaluations,
             "resumed_from": self.resumed_from,
             "curriculum": self.curriculum,
@@ -51,6 +54,7 @@ class RunState:
         self.best_sharpe = data.get("best_sharpe")
         self.best_timesteps = data.get("best_timesteps")
         self.best_validation = data.get("best_validation")
+        self.best_validation_markets = data.get("best_validation_markets")
         self.evaluations = list(data.get("evaluations", []))
         self.resumed_from = list(data.get("resumed_from", []))
         self.curriculum = data.get("curriculum")
@@ -98,13 +102,16 @@ class PeriodicCallback(BaseCallback):
 
 class ValidationCallback(PeriodicCallback):
     """Every ``every`` steps: a deterministic pass over the validation split; the best model
-    by validation Sharpe is saved as model.zip (model selection uses validation only)."""
+    by validation Sharpe is saved as model.zip (model selection uses validation only).
+    A multi-market run selects by the pooled Sharpe (the mean over markets, see
+    :mod:`~stevie_trainer.evaluation.pooled`) and keeps each market's metrics beside it."""
 
     def __init__(self, prepared: Prepared, store: RunStore, state: RunState, every: int):
         super().__init__(every)
         self.prepared = prepared
         self.store = store
         self.state = state
+        self.last_episode: Episode | None = None  # the latest pass (subclasses keep its curve)
 
     def fire(self) -> None:
         self.evaluate()
@@ -115,9 +122,18 @@ class ValidationCallback(PeriodicCallback):
 
     def evaluate(self) -> Performance:
         self.last = self.num_timesteps
-        perf = validation_episode(self.prepared, self.model).performance()
+        markets: dict[str, Any] = {}
+        if self.prepared.parts:  # several markets: no one curve, a pooled performance
+            self.last_episode = None
+            perf, markets = validation_performance(self.prepared, self.model)
+        else:
+            self.last_episode = validation_episode(self.prepared, self.model)
+            perf = self.last_episode.performance()
         metrics = perf.to_dict()
-        self.state.evaluations.append({"timesteps": self.num_timesteps, **metrics})
+        entry: dict[str, Any] = {"timesteps": self.num_timesteps, **metrics}
+        if markets:
+            entry["markets"] = markets
+        self.state.evaluations.append(entry)
         sharpe = perf.sharpe
         for key in ("sharpe", "total_return", "max_drawdown", "win_rate"):
             value = metrics.get(key)
@@ -132,6 +148,7 @@ class ValidationCallback(PeriodicCallback):
                 self.state.best_sharpe = sharpe
             self.state.best_timesteps = self.num_timesteps
             self.state.best_validation = metrics
+            self.state.best_validation_markets = markets or None
             self.store.write_bytes("model.zip", save_model(self.model))
         return perf
 

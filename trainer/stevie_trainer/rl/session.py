@@ -18,6 +18,7 @@ from stable_baselines3.common.vec_env import VecMonitor
 
 from stevie_api.training import TrainingRunSpec
 from stevie_trainer.common.artifacts import Checkpoint
+from stevie_trainer.env.multivec import MarketLeg, MultiMarketVecEnv
 from stevie_trainer.env.prepare import Prepared, prepare
 from stevie_trainer.env.vec import VecTradingEnv
 from stevie_trainer.rl.agent import build_model, continuation_overrides, load_model
@@ -35,7 +36,7 @@ class Session:
 
     spec: TrainingRunSpec
     prepared: Prepared
-    env: VecTradingEnv
+    env: VecTradingEnv | MultiMarketVecEnv
     model: BaseAlgorithm
     state: RunState
     bc_report: dict[str, Any] | None = None
@@ -48,6 +49,8 @@ class Session:
         if self.state.curriculum is not None:
             curriculum.load_state_dict(self.state.curriculum)
         pools = regime_start_pools(self.prepared)
+        if not isinstance(self.env, VecTradingEnv):  # the API refuses curriculum + markets
+            raise ValueError("data.markets cannot be combined with curriculum yet")
         callback = CurriculumCallback(curriculum, pools, self.env.planner.set_starts, self.state)
         return [callback], lambda: curriculum.stage_name
 
@@ -78,16 +81,12 @@ def open_session(
     the run state, e.g. its curriculum); else fresh with BC pre-training if enabled.
     ``prepared``: the data already prepared (PBT members share their template's)."""
     torch.set_num_threads(1)
-    prepared = prepare(spec, name) if prepared is None else replace(prepared, spec=spec)
-    env = VecTradingEnv(
-        prepared.train_market,
-        spec.env,
-        spec.n_envs,
-        bounds=prepared.train_bounds,
-        seed=spec.seed,
-        split_name="train split",
-    )
-    env.planner.set_starts(prepared.train_starts)
+    if prepared is None:
+        prepared = prepare(spec, name)
+    else:
+        parts = [replace(p, spec=spec) for p in prepared.parts]
+        prepared = replace(prepared, spec=spec, parts=parts)
+    env = training_env(prepared)
     venv = VecMonitor(env)
     state = RunState(total_timesteps=spec.total_timesteps)
     if checkpoint is not None:
@@ -111,13 +110,33 @@ def open_session(
     return Session(spec, prepared, env, model, state, bc)
 
 
+def training_env(prepared: Prepared) -> VecTradingEnv | MultiMarketVecEnv:
+    """The batched training env: over the training market, or over every market's."""
+    spec = prepared.spec
+    if not prepared.parts:
+        env = VecTradingEnv(
+            prepared.train_market,
+            spec.env,
+            spec.n_envs,
+            bounds=prepared.train_bounds,
+            seed=spec.seed,
+            split_name="train split",
+        )
+        env.planner.set_starts(prepared.train_starts)
+        return env
+    legs = [MarketLeg(p.train_market, p.train_bounds, p.train_starts) for p in prepared.parts]
+    return MultiMarketVecEnv(legs, spec.env, spec.n_envs, seed=spec.seed)
+
+
 def behaviour_cloning(model: BaseAlgorithm, prepared: Prepared, say: Say) -> dict[str, Any]:
     """Expert demonstrations on every training segment, then BC into the PPO policy."""
     spec = prepared.spec
-    # About one pass over each segment's bars (at least 256 decisions per environment).
+    # About one pass over each segment's bars (at least 256 decisions per environment), on
+    # every market of a multi-market run.
+    segments = [(m.train_market, r) for m in prepared.markets for r in m.ranges]
     parts = [
         collect_demonstrations(
-            prepared.train_market,
+            market,
             spec.env,
             spec.expert,
             (first, last + 1),
@@ -125,7 +144,7 @@ def behaviour_cloning(model: BaseAlgorithm, prepared: Prepared, say: Say) -> dic
             steps=max(256, min(2000, (last - first) // spec.n_envs + 1)),
             seed=spec.seed + k,
         )
-        for k, (first, last) in enumerate(prepared.ranges)
+        for k, (market, (first, last)) in enumerate(segments)
     ]
     demos = Demonstrations.concatenate(parts)
     say(f"behaviour cloning on {len(demos):,} expert decisions")

@@ -33,6 +33,7 @@ from stevie_trainer.evaluation.baselines import BASELINES, make_baseline
 from stevie_trainer.evaluation.episode import Episode, run_policy
 from stevie_trainer.evaluation.performance import annualisation_note, format_table
 from stevie_trainer.evaluation.plots import equity_png
+from stevie_trainer.evaluation.pooled import pool_metrics
 from stevie_trainer.rl.agent import AgentPolicy, load_model, save_model
 from stevie_trainer.rl.callbacks import (
     CheckpointCallback,
@@ -170,8 +171,11 @@ def report(
     """Test-split evaluation of the best model beside the baselines; result.json content."""
     spec = prepared.spec
     best = load_model(spec, storage.read_bytes(store.uri("model.zip")))
-    test = test_backtest(prepared, best, store)
-    return {
+    test = test_backtest(prepared, best, store) if not prepared.parts else None
+    markets: dict[str, Any] = {}
+    if test is None:
+        test, markets = test_markets(prepared, best, store)
+    result = {
         "status": "succeeded",
         "finished_at": iso_now(),
         "timesteps": int(model.num_timesteps),
@@ -195,6 +199,50 @@ def report(
         },
         "versions": versions(),
     }
+    if markets:
+        names = list(markets)
+        result["data"] = {
+            "uri": None,
+            "name": " + ".join(names),
+            "markets": [{"uri": p.data.uri if p.data else None, "name": p.market.name}
+                        for p in prepared.parts],
+        }  # fmt: skip
+        result["validation_markets"] = state.best_validation_markets
+        result["test_markets"] = markets
+    return result
+
+
+def test_markets(
+    prepared: Prepared, model: BaseAlgorithm, store: RunStore
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A multi-market run's test report: the pooled block (the keys of
+    :func:`test_backtest`'s, each policy's metrics pooled by
+    :func:`~stevie_trainer.evaluation.pooled.pool_metrics`) and each market's own."""
+    markets = {
+        p.market.name: test_backtest(p, model, store, plot=f"equity-{k}.png")
+        for k, p in enumerate(prepared.parts)
+    }
+    first = next(iter(markets.values()))
+    policies = list(first["test"])
+    periods = [m["test_period"] for m in markets.values()]
+    rates = {m["annualisation"]["bars_per_year"] for m in markets.values()}
+    pooled = {
+        "test": {
+            name: pool_metrics({k: m["test"][name] for k, m in markets.items()})
+            for name in policies
+        },
+        "test_period": {
+            "first_decision": min(str(p["first_decision"]) for p in periods),
+            "last_bar": max(str(p["last_bar"]) for p in periods),
+        },
+        "annualisation": {
+            "bars_per_year": rates.pop() if len(rates) == 1 else None,
+            "note": f"pooled over {len(markets)} markets (each market's mean, counts "
+            "summed; each annualised by its own bars per year: see test_markets)",
+        },
+        "equity_plot": first["equity_plot"],
+    }
+    return pooled, markets
 
 
 def versions() -> dict[str, str]:
@@ -209,11 +257,17 @@ def versions() -> dict[str, str]:
 
 
 def test_backtest(
-    prepared: Prepared, model: BaseAlgorithm, store: RunStore, name: str = "agent"
+    prepared: Prepared,
+    model: BaseAlgorithm,
+    store: RunStore,
+    name: str = "agent",
+    *,
+    plot: str = "equity.png",
 ) -> dict[str, Any]:
     """``model`` on the test split beside the baselines: metrics per policy, the period, the
-    annualisation note, and equity.png under ``store``."""
+    annualisation note, and the equity plot (``plot``) under ``store``."""
     spec = prepared.spec
+    data = prepared.data or spec.data
     bounds = prepared.splits.test
     policies = [AgentPolicy(model, name)] + [
         make_baseline(b, prepared.market.features.indicators, spec.expert, seed=spec.seed)
@@ -223,12 +277,12 @@ def test_backtest(
         p.name: run_policy(prepared.market, spec.env, bounds, p, split_name="test split")
         for p in policies
     }
-    source = "set in spec" if spec.data.bars_per_year else "measured from data"
+    source = "set in spec" if data.bars_per_year else "measured from data"
     note = annualisation_note(
         prepared.market.bars_per_year, prepared.market.bar_size, source=source
     )
-    plot = store.write_bytes(
-        "equity.png",
+    plot_uri = store.write_bytes(
+        plot,
         equity_png(episodes, title=f"{prepared.market.name}: {name} on the test split", note=note),
     )
     first, last = episodes[name].timestamps[[0, -1]]
@@ -236,7 +290,7 @@ def test_backtest(
         "test": {k: ep.performance().to_dict() for k, ep in episodes.items()},
         "test_period": {"first_decision": str(first), "last_bar": str(last)},
         "annualisation": {"bars_per_year": prepared.market.bars_per_year, "note": note},
-        "equity_plot": plot,
+        "equity_plot": plot_uri,
     }
 
 
