@@ -217,6 +217,24 @@ class MetricSummary(StevieModel):
         default=None, description="Fraction of round-trip trades that made money (0..1)."
     )
     trades: int | None = Field(default=None, ge=0, description="Number of round-trip trades.")
+    orders: int | None = Field(
+        default=None, ge=0, description="Steps that traded (a fill or a close-out)."
+    )
+    turnover: float | None = Field(
+        default=None,
+        ge=0,
+        description="Notional traded (buys and sells) as a multiple of the mean equity over "
+        "the split.",
+    )
+    total_cost: float | None = Field(
+        default=None,
+        ge=0,
+        description="Fees, slippage and borrow paid, as a fraction of the starting equity.",
+    )
+    cost_share: float | None = Field(
+        default=None,
+        description="Costs as a share of the gross return; null when the gross return is <= 0.",
+    )
 
 
 class ParamSpec(StevieModel):

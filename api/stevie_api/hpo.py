@@ -19,6 +19,7 @@ __all__ = [
     "HPOStudySpec",
     "HPOStudyStatus",
     "Objective",
+    "OverfittingStatus",
     "SignificanceSpec",
     "SignificanceStatus",
     "TrialCounts",
@@ -166,6 +167,12 @@ class HPOStudySpec(StevieModel):
         if not self.search_space:
             raise ValueError("searchSpace must have at least one hyperparameter")
         check_param_space(self.template.algorithm, self.search_space, "searchSpace")
+        if self.template.data.markets:
+            raise ValueError(
+                "template.data.markets: several markets are supported by a TrainingRun only, "
+                "not yet by an HPOStudy (its finish step backtests one market); give the "
+                "template one data.uri"
+            )
         metrics = [o.metric for o in self.objectives]
         repeated = sorted({m for m in metrics if metrics.count(m) > 1})
         if repeated:
@@ -219,6 +226,37 @@ class SignificanceStatus(StevieModel):
     )
 
 
+class OverfittingStatus(StevieModel):
+    """How much of the best result is luck (issue 13), from the trials' validation returns;
+    a value is null when it could not be computed honestly, and `note` says why."""
+
+    deflated_sharpe: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Deflated Sharpe Ratio of the best trial: the probability that its true "
+        "validation Sharpe beats the best that `trials` configurations reach by luck.",
+    )
+    trials: int | None = Field(
+        default=None,
+        ge=0,
+        description="Configurations tried: completed, pruned, and failed after an evaluation.",
+    )
+    pbo: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Probability of Backtest Overfitting by CSCV over the trials' per-bar "
+        "validation returns: how often the in-sample best ranks in the bottom half out of sample.",
+    )
+    pbo_combinations: int | None = Field(
+        default=None, ge=0, description="CSCV splits the PBO was computed over."
+    )
+    note: str | None = Field(
+        default=None, description="How each value was computed, or why it was not."
+    )
+
+
 class TrialSummary(StevieModel):
     """One trial in the status' leaderboard."""
 
@@ -262,6 +300,9 @@ class HPOStudyStatus(StatusBase):
     )
     significance: SignificanceStatus | None = Field(
         default=None, description="Best vs default configuration over several seeds."
+    )
+    overfitting: OverfittingStatus | None = Field(
+        default=None, description="Deflated Sharpe Ratio of the best trial and the study's PBO."
     )
     results_uri: str | None = Field(
         default=None, description="URI of optimization_results.json (every trial)."

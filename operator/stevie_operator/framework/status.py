@@ -109,7 +109,6 @@ def metric_summary(data: Any) -> MetricSummary | None:
     """The headline metrics of a result.json performance dict (extra keys ignored)."""
     if not isinstance(data, Mapping):
         return None
-    trades = data.get("trades")
     # The trainer's metrics follow empyrical (drawdown <= 0); the API states a positive fraction.
     drawdown = finite(data.get("max_drawdown", data.get("maxDrawdown")))
     return MetricSummary(
@@ -118,12 +117,25 @@ def metric_summary(data: Any) -> MetricSummary | None:
         total_return=finite(data.get("total_return", data.get("totalReturn"))),
         max_drawdown=None if drawdown is None else abs(drawdown),
         win_rate=finite(data.get("win_rate", data.get("winRate"))),
-        trades=(
-            int(trades)
-            if isinstance(trades, int | float) and not isinstance(trades, bool) and trades >= 0
-            else None
-        ),
+        trades=_count(data.get("trades")),
+        orders=_count(data.get("orders")),
+        turnover=_non_negative(data.get("turnover")),
+        total_cost=_non_negative(data.get("total_cost", data.get("totalCost"))),
+        cost_share=finite(data.get("cost_share", data.get("costShare"))),
     )
+
+
+def _count(value: Any) -> int | None:
+    """A JSON count as an int; None for negatives, booleans and non-numbers."""
+    number = finite(value)
+    return int(number) if number is not None and number >= 0 else None
+
+
+def _non_negative(value: Any) -> float | None:
+    """A finite number >= 0 (a turnover, a cost), else None: a bad value never fails the
+    status patch (the field has ge=0)."""
+    number = finite(value)
+    return number if number is not None and number >= 0 else None
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -74,3 +74,24 @@ def test_a_refused_spec_keeps_its_reason_and_is_said_again_when_it_changes() -> 
     assert [e.message for e in transition_events(stored, other, succeeded="Won")] == [
         "image b is not allowed"
     ]
+
+
+def test_status_carries_turnover_and_costs_with_bad_values_dropped() -> None:
+    from dataclasses import fields
+
+    from stevie_trainer.evaluation.performance import Performance
+
+    report = {"sharpe": 0.4, "trades": 12, "orders": 25, "turnover": 7.5,
+              "total_cost": 0.031, "cost_share": 0.62, "gross_return": 0.05}  # fmt: skip
+    assert set(report) <= {f.name for f in fields(Performance)}  # the trainer's key names
+    summary = metric_summary(report)
+    assert summary is not None
+    assert (summary.orders, summary.turnover) == (25, 7.5)
+    assert (summary.total_cost, summary.cost_share) == (0.031, 0.62)
+    assert summary.model_dump(by_alias=True)["totalCost"] == 0.031
+    # A losing gross return has no cost share (the trainer writes null); bad values drop out
+    # instead of failing the ge=0 fields.
+    lost = metric_summary({"orders": -1, "turnover": float("nan"), "total_cost": -0.1,
+                           "cost_share": None})  # fmt: skip
+    assert lost is not None
+    assert (lost.orders, lost.turnover, lost.total_cost, lost.cost_share) == (None,) * 4

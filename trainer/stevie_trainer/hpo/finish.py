@@ -4,8 +4,10 @@ The study's finish Job runs it, on a cluster and in ``stevie run`` alike:
 
 1. if spec.significance.enabled: the best configuration against the default one over fresh
    seeds, under ``<out>/significance/`` (``significance.json`` there);
-2. the report in ``<out>``: optimization_results.json, best_hyperparameters.json,
-   optimization_report.txt and the plots.
+2. how much is luck: the best trial's Deflated Sharpe Ratio and the study's PBO from the
+   trials' stored validation returns (:mod:`stevie_trainer.hpo.luck`);
+3. the report in ``<out>``: optimization_results.json, best_hyperparameters.json,
+   optimization_report.txt, overfitting.json and the plots.
 
 Resumable and idempotent, since a pod may be retried and the operator may run it again
 after a study resumed with a larger maxTrials: ``significance.json`` is reused when it was
@@ -87,6 +89,11 @@ def finish_study(
     if spec.significance.enabled:
         folder = storage.join(out, SIGNIFICANCE_DIR)
         significance = significance_for(spec, dict(best.params), folder, log)
-    uris = write_report(study, spec, out, study_name, significance=significance)
+    from stevie_trainer.hpo.luck import overfitting_document
+
+    luck = overfitting_document(study, spec)
+    for note in luck["notes"]:
+        log(f"overfitting: {note}")
+    uris = write_report(study, spec, out, study_name, significance=significance, overfitting=luck)
     log(f"report: {uris['optimization_report.txt']}")
     return uris

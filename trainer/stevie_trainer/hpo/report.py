@@ -6,7 +6,9 @@
 * ``best_hyperparameters.json``: the best trial's parameters and the full hyperparameters
   of the template with them (the Pareto front too, multi-objective);
 * ``optimization_report.txt``: a human summary (best trials, parameter importances, pruning
-  savings, best vs default significance when given);
+  savings, best vs default significance when given, how much is luck: DSR and PBO);
+* ``overfitting.json``: the best trial's Deflated Sharpe Ratio and the study's PBO
+  (:mod:`stevie_trainer.hpo.luck`), when given;
 * PNG plots: ``optimization_history.png``, ``param_importances.png`` and, with several
   objectives, ``pareto_front.png`` (matplotlib; skipped with a note where it is missing).
 
@@ -300,13 +302,17 @@ def write_report(
     study_name: str,
     *,
     significance: dict[str, Any] | None = None,
+    overfitting: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Write every output under ``out``; returns their URIs by file name."""
+    """Write every output under ``out``; returns their URIs by file name. ``overfitting``:
+    :func:`stevie_trainer.hpo.luck.overfitting_document`, also written as overfitting.json."""
     results = results_document(study, spec, study_name)
     pngs, notes = plot_pngs(study, spec, results["importances"])
     results["plot_notes"] = notes
     if significance is not None:
         results["significance"] = significance
+    if overfitting is not None:
+        results["overfitting"] = overfitting
     uris: dict[str, str] = {}
 
     def put_text(name: str, text: str) -> None:
@@ -317,6 +323,11 @@ def write_report(
     best = best_hyperparameters(study, spec, study_name)
     put_text("best_hyperparameters.json", json.dumps(best, indent=2, allow_nan=False) + "\n")
     text = report_text(results, significance)
+    if overfitting is not None:
+        from stevie_trainer.hpo.luck import OVERFITTING_FILE, overfitting_text
+
+        text += "\n" + "\n".join(overfitting_text(overfitting)) + "\n"
+        put_text(OVERFITTING_FILE, json.dumps(overfitting, indent=2, allow_nan=False) + "\n")
     if notes:
         text += "\n" + "\n".join(notes) + "\n"
     put_text("optimization_report.txt", text)

@@ -14,6 +14,9 @@ like rl-baselines3-zoo's ``TrialEvalCallback``. It tells the study the outcome i
 * PRUNED (Optuna keeps the last intermediate value);
 * FAIL with ``user_attrs["error"]`` when training raises (the exception propagates).
 
+Beside each seed's model.zip, ``validation_returns.npy`` holds that model's per-bar
+validation returns (a few KB): the study's DSR and PBO read them (:mod:`stevie_trainer.hpo.luck`).
+
 Idempotent: a finished trial is returned as is; a worker restarted mid-trial (pod retry)
 re-uses the seeds that finished. The test split is never evaluated here: model selection
 uses validation only.
@@ -35,7 +38,8 @@ from stevie_api.training import TrainingRunSpec
 from stevie_trainer.common import storage
 from stevie_trainer.common.artifacts import RunStore, iso_now
 from stevie_trainer.env.prepare import Prepared
-from stevie_trainer.evaluation.performance import Performance
+from stevie_trainer.evaluation.performance import Performance, returns_from_equity
+from stevie_trainer.hpo.luck import RETURNS_FILE, encode_returns
 from stevie_trainer.hpo.study import (
     mark_failed,
     objective_value,
@@ -68,7 +72,13 @@ class TrialEvalCallback(ValidationCallback):
         self.stopped = False
 
     def evaluate(self) -> Performance:
+        before = self.state.best_validation
         perf = super().evaluate()
+        if self.state.best_validation is not before and self.last_episode is not None:
+            # model.zip was just replaced: keep its per-bar validation returns beside it, for
+            # the study's Deflated Sharpe Ratio and PBO (stevie_trainer.hpo.luck).
+            returns = returns_from_equity(self.last_episode.equity)
+            self.store.write_bytes(RETURNS_FILE, encode_returns(returns))
         if not self.stopped and self.on_eval(self.num_timesteps, perf.to_dict()):
             self.stopped = True
         return perf

@@ -31,6 +31,7 @@ from stevie_trainer.hpo import STORAGE_ENV
 from stevie_trainer.hpo.study import RDB_SCHEMES, journal_uri, trial_name
 
 __all__ = [
+    "OVERFITTING_FILE",
     "REPORT_FILE",
     "RESULTS_FILE",
     "SIGNIFICANCE_FILE",
@@ -50,6 +51,7 @@ SPEC_FILE = "study.json"
 SIGNIFICANCE_FILE = "significance/significance.json"
 RESULTS_FILE = "optimization_results.json"
 REPORT_FILE = "optimization_report.txt"
+OVERFITTING_FILE = "overfitting.json"  # DSR and PBO (stevie_trainer.hpo.luck)
 
 
 def study_uri(study: HPOStudy, namespace: str, config: OperatorConfig) -> str:

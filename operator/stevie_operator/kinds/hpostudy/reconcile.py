@@ -230,6 +230,7 @@ def _reported(
     spec, status = study.spec, sub.status
     outputs = observed.outputs or FinishOutputs()
     status.significance = outputs.significance
+    status.overfitting = outputs.overfitting
     status.results_uri = outputs.results_uri
     status.report_uri = outputs.report_uri
     degraded = None

@@ -22,11 +22,18 @@ from typing import Any, Literal
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from stevie_api.hpo import HPOStudy, HPOStudySpec, SignificanceStatus, TrialCounts
+from stevie_api.hpo import (
+    HPOStudy,
+    HPOStudySpec,
+    OverfittingStatus,
+    SignificanceStatus,
+    TrialCounts,
+)
 from stevie_operator.framework.artifacts import read_json
 from stevie_operator.framework.resource import spec_document
 from stevie_operator.framework.status import finite
 from stevie_operator.kinds.hpostudy.children import (
+    OVERFITTING_FILE,
     REPORT_FILE,
     RESULTS_FILE,
     SIGNIFICANCE_FILE,
@@ -171,6 +178,38 @@ def _significance(doc: dict[str, Any] | None) -> SignificanceStatus | None:
     )
 
 
+def _probability(value: Any) -> float | None:
+    number = finite(value)
+    return number if number is not None and 0.0 <= number <= 1.0 else None
+
+
+def _count(value: Any) -> int | None:
+    number = finite(value)
+    return int(number) if number is not None and number >= 0 else None
+
+
+def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = doc.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _overfitting(doc: dict[str, Any] | None) -> OverfittingStatus | None:
+    """overfitting.json (stevie_trainer.hpo.luck) as the status' summary; None if absent
+    (a finish Job of an older trainer)."""
+    if doc is None:
+        return None
+    dsr, pbo = (_section(doc, key) for key in ("deflated_sharpe", "pbo"))
+    notes = doc.get("notes")
+    note = "; ".join(n for n in notes if isinstance(n, str)) if isinstance(notes, list) else None
+    return OverfittingStatus(
+        deflated_sharpe=_probability(dsr.get("dsr")),
+        trials=_count(doc.get("trials")),
+        pbo=_probability(pbo.get("pbo")),
+        pbo_combinations=_count(pbo.get("n_combinations")),
+        note=note or None,
+    )
+
+
 def read_outputs(folder: str, spec: HPOStudySpec) -> FinishOutputs:
     """What the finish Job wrote: significance.json (if enabled), the results and report."""
 
@@ -189,6 +228,7 @@ def read_outputs(folder: str, spec: HPOStudySpec) -> FinishOutputs:
         sentence = None
     return FinishOutputs(
         significance=significance,
+        overfitting=_overfitting(read_json(storage.join(folder, OVERFITTING_FILE))),
         sentence=sentence if isinstance(sentence, str) else None,
         results_uri=present(storage.join(folder, RESULTS_FILE)),
         report_uri=present(storage.join(folder, REPORT_FILE)),

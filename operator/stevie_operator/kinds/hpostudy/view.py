@@ -6,7 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from stevie_api.hpo import HPOStudy, HPOStudyStatus, SignificanceStatus, TrialCounts
+from stevie_api.hpo import (
+    HPOStudy,
+    HPOStudyStatus,
+    OverfittingStatus,
+    SignificanceStatus,
+    TrialCounts,
+)
 from stevie_trainer.hpo.study import AskedTrial
 
 __all__ = ["FinishOutputs", "FinishedTrial", "StudyProblem", "StudyTarget", "StudyView"]
@@ -47,6 +53,7 @@ class FinishOutputs:
     """What the finish Job wrote (None where absent)."""
 
     significance: SignificanceStatus | None = None
+    overfitting: OverfittingStatus | None = None
     sentence: str | None = None
     results_uri: str | None = None
     report_uri: str | None = None

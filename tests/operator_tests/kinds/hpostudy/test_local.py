@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import yaml
 
 from stevie_operator.framework.artifacts import local_uid
+from stevie_trainer.evaluation.overfitting import probability_of_backtest_overfitting
 from stevie_trainer.hpo.significance import compare
 from stevie_trainer.hpo.study import open_storage
 from support.specs import hpo_study
@@ -58,6 +60,19 @@ def test_hpo_study_runs_locally_with_parallel_trials_and_reports(tmp_path: Path)
     assert verdict.sentence() in done.stdout
     results = json.loads((study_dir / "optimization_results.json").read_text())
     assert len(results["trials"]) == 4
+    # How much is luck: the status carries overfitting.json, whose PBO is that of the
+    # trials' stored validation returns.
+    luck = json.loads((study_dir / "overfitting.json").read_text())
+    assert status["overfitting"]["trials"] == luck["trials"] == 4
+    if luck["pbo"] is not None:
+        columns = [
+            np.load(study_dir / f"{t['name']}" / "seed-0" / "validation_returns.npy")
+            for t in results["trials"] if t["number"] in luck["pbo"]["trials"]
+        ]  # fmt: skip
+        pbo = probability_of_backtest_overfitting(np.column_stack(columns))
+        assert status["overfitting"]["pbo"] == luck["pbo"]["pbo"] == pbo.pbo
+    else:
+        assert status["overfitting"]["pbo"] is None and "PBO not computed" in luck["notes"][1]
     for name in (
         "optimization_report.txt",
         "best_hyperparameters.json",

@@ -145,10 +145,17 @@ def test_finish_job_then_succeeded_with_outputs_and_events(tmp_path: Path) -> No
     (w.folder / "significance" / "significance.json").write_text(json.dumps(sig))
     (w.folder / "optimization_results.json").write_text("{}")
     (w.folder / "optimization_report.txt").write_text("report")
+    notes = ["DSR of trial 1 among 4 tried", "PBO not computed: 0 trial(s) stored"]
+    luck = {"trials": 4, "deflated_sharpe": {"dsr": 0.31}, "pbo": None, "notes": notes}
+    (w.folder / "overfitting.json").write_text(json.dumps(luck))
     w.jobs["hpo-finish-4"]["status"] = dict(DONE)
     plan = w.step()
     assert plan.phase == "Succeeded" and plan.finished
     status = plan.status
+    assert status["overfitting"] == {
+        "deflatedSharpe": 0.31, "trials": 4,  # no PBO: null fields are left out
+        "note": "DSR of trial 1 among 4 tried; PBO not computed: 0 trial(s) stored",
+    }  # fmt: skip
     assert status["bestTrial"] == 1 and status["bestValue"] == 0.9
     assert [t["number"] for t in status["top"]] == [1, 0, 3, 2]
     assert status["significance"]["significant"] is True
