@@ -16,9 +16,9 @@ already exists (409) is not an error when it is this object's (its controlling
 ownerReference has this object's uid): its Event is not posted, and its own events bring
 the next reconcile. A child of another owner (the Job of a deleted object of the same name,
 not yet garbage-collected) is neither observed nor adopted: the object is Degraded until it
-is gone (:mod:`.ownership`). A persist that fails (storage unwritable or unreachable)
-creates nothing either: the object is Degraded (StorageUnavailable) until a later
-reconcile saves (:func:`_planned`).
+is gone (:mod:`.ownership`). A state that cannot be read or saved (storage unwritable or
+unreachable) creates nothing either: the object is Degraded (StorageUnavailable) until a
+later reconcile reads and saves it (:func:`_planned`).
 """
 
 from __future__ import annotations
@@ -202,23 +202,28 @@ async def _planned(
     """Observe, plan and persist (observing and planning again while persisting changes the
     world); and whether the state was saved.
 
-    A storage or file-system error while saving (an unwritable or read-only path, S3
-    unreachable or refusing) is no crash: the plan is :func:`~.plan.unsaved`'s (nothing
-    created, Degraded saying what failed, one Warning Event), counted in
-    ``stevie_operator_reconcile_errors_total`` (the reconcile failed its purpose, so the
-    alert on it fires), and retried by the next timer tick or event, not by kopf's backoff
-    loop on a handler that raises (which would leave the status silent)."""
-    observed = await kind.observe(ctx, body, owned)
-    plan = kind.plan(body, observed, ctx.config)
+    A storage or file-system error while reading or saving the state (an unwritable or
+    read-only path, S3 unreachable or refusing) is no crash: the plan is
+    :func:`~.plan.unsaved`'s (nothing created, Degraded saying what failed, one Warning
+    Event), counted in ``stevie_operator_reconcile_errors_total`` (the reconcile failed its
+    purpose, so the alert on it fires), and retried by the next timer tick or event, not by
+    kopf's backoff loop on a handler that raises (which would leave the status silent, back
+    a timer off for 60 s and drop child events)."""
+    observed, doing = None, "read"
     try:
+        observed = await kind.observe(ctx, body, owned)
+        plan = kind.plan(body, observed, ctx.config)
+        doing = "save"
         for _ in range(MAX_PASSES):
             if not await ctx.blocking(kind.persist, ctx, observed, plan):
                 break
+            doing = "read"
             observed = await kind.observe(ctx, body, owned)
             plan = kind.plan(body, observed, ctx.config)
+            doing = "save"
     except (storage.StorageError, OSError) as exc:
         why = str(exc) if isinstance(exc, storage.StorageError) else f"{type(exc).__name__}: {exc}"
-        message = f"cannot save this {kind.name}'s state, so nothing was created: {why}"
+        message = f"cannot {doing} this {kind.name}'s state, so nothing was created: {why}"
         meta = body.get("metadata") or {}
         logger.warning("%s %s/%s: %s", kind.name, namespace_of(body), meta.get("name"), message)
         ctx.metrics.reconcile_errors.labels(kind.name).inc()
