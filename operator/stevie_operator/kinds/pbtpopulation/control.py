@@ -24,16 +24,22 @@ from stevie_operator.framework.status import Event, finite, metric_summary
 from stevie_operator.kinds.pbtpopulation.children import STATE_NAME
 from stevie_trainer.common import storage
 from stevie_trainer.pbt.evolution import decision_rng, next_actions, record_failure, record_result
-from stevie_trainer.pbt.state import Action, Population, phase, rank
+from stevie_trainer.pbt.state import Action, LineageEvent, Population, phase, rank
 
 __all__ = [
     "Outcome",
     "apply_outcome",
     "decide",
+    "exploit_event",
     "load_state",
     "population_status",
     "save_state",
+    "unpublished_exploits",
 ]
+
+MAX_REPLAYED_EXPLOITS = 5
+"""Exploit Events posted again at most when a reconcile finds unpublished ones (a status
+wiped by a restore would otherwise post every exploit of a long run at once)."""
 
 
 @dataclass(frozen=True)
@@ -99,22 +105,32 @@ def decide(population: Population, spec: PBTPopulationSpec) -> tuple[list[Action
     acting), with one Event per exploit."""
     before = len(population.events)
     actions = next_actions(population, spec, decision_rng(spec.template.seed, population))
-    events = []
-    for ev in population.events[before:]:
-        changes = ", ".join(
-            f"{k} {_value(ev.new_params.get(k))} ({ev.explore[k]})"
-            for k in sorted(ev.new_params)
-            if k in ev.explore
-        )
-        events.append(
-            Event(
-                "Normal",
-                "Exploit",
-                f"member {ev.member} ({_num(ev.old_fitness)}) copied member {ev.copied_from} "
-                f"({_num(ev.donor_fitness)}) before its interval {ev.interval}; {changes}",
-            )
-        )
-    return actions, events
+    return actions, [exploit_event(ev) for ev in population.events[before:]]
+
+
+def exploit_event(ev: LineageEvent) -> Event:
+    """The Event of one exploit: who copied whom, and how it explored."""
+    changes = ", ".join(
+        f"{k} {_value(ev.new_params.get(k))} ({ev.explore[k]})"
+        for k in sorted(ev.new_params)
+        if k in ev.explore
+    )
+    return Event(
+        "Normal",
+        "Exploit",
+        f"member {ev.member} ({_num(ev.old_fitness)}) copied member {ev.copied_from} "
+        f"({_num(ev.donor_fitness)}) before its interval {ev.interval}; {changes}",
+    )
+
+
+def unpublished_exploits(population: Population, published: int, known: int) -> list[Event]:
+    """The Events of exploits saved in an earlier reconcile that the status does not count
+    yet (``published``, status.exploits, < ``known``, those in the state as read): that
+    reconcile saved the state and stopped before its Events went out and its status was
+    patched (the operator was killed, or the API server failed). The latest
+    :data:`MAX_REPLAYED_EXPLOITS` at most."""
+    missed = population.events[max(0, published) : known]
+    return [exploit_event(ev) for ev in missed[-MAX_REPLAYED_EXPLOITS:]]
 
 
 def _value(value: object) -> str:

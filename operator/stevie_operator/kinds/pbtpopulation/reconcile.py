@@ -51,6 +51,7 @@ from stevie_operator.kinds.pbtpopulation.control import (
     apply_outcome,
     decide,
     population_status,
+    unpublished_exploits,
 )
 from stevie_trainer.common import storage
 from stevie_trainer.pbt.evolution import new_population
@@ -210,9 +211,11 @@ def _spec_check(pop: PBTPopulation, observed: Observed) -> _SpecCheck:
 
 
 def _step(
-    pop: PBTPopulation, observed: Observed
+    pop: PBTPopulation, observed: Observed, published: int
 ) -> tuple[State, list[Outcome], set[str], list[Event], list[Action]]:
-    """Apply the ended intervals to the state and decide what comes next."""
+    """Apply the ended intervals to the state and decide what comes next; the Events of
+    exploits saved earlier that the status (``published`` of them) never counted come first
+    (:func:`~.control.unpublished_exploits`)."""
     spec = pop.spec
     seconds: dict[str, float]
     if observed.state is None:
@@ -221,7 +224,7 @@ def _step(
     else:  # a copy: planning twice from the same observation plans the same
         population, seconds = copy.deepcopy(observed.state)
     outcomes, alive = _outcomes(population, observed)
-    events: list[Event] = []
+    events = unpublished_exploits(population, published, len(population.events))
     for outcome in outcomes:
         events += apply_outcome(population, spec, outcome, seconds)
     actions, decided = decide(population, spec)
@@ -252,7 +255,7 @@ def _population(
         d = Decision("Failed", *refused_by)  # nothing saved, no Job: as for an invalid spec
         events = transition_events(sub.before, d, succeeded="PopulationSucceeded")
         return conclude(sub, d, observed.now, events=events, refused=edit is not None)
-    state, outcomes, alive, events, actions = _step(pop, observed)
+    state, outcomes, alive, events, actions = _step(pop, observed, sub.before.exploits)
     population = state[0]
     children: list[Child] = []
     final = None
