@@ -175,6 +175,12 @@ class _Storage:
     env_from: list[dict[str, Any]]
 
 
+TRAINER_S3_OUTAGE = "300"
+"""Seconds a trainer pod keeps retrying an unreachable S3 endpoint before a call fails
+(``STEVIE_S3_OUTAGE_SECONDS``): each Job retry would lose the work since the last
+checkpoint, and ``backoffLimit`` retries last about as long as a short outage."""
+
+
 def _storage(run_spec: PodSettings, config: OperatorConfig) -> _Storage:
     """Volumes, mounts and environment for the run's artifact storage."""
     spec = run_spec.storage
@@ -189,6 +195,8 @@ def _storage(run_spec: PodSettings, config: OperatorConfig) -> _Storage:
     endpoint = spec.s3_endpoint_url or config.s3_endpoint_url
     if endpoint:
         found.env.append({"name": "STEVIE_S3_ENDPOINT_URL", "value": endpoint})
+    if local is None:  # s3:// artifacts: ride out an outage instead of failing the pod
+        found.env.append({"name": "STEVIE_S3_OUTAGE_SECONDS", "value": TRAINER_S3_OUTAGE})
     secret = spec.s3_secret_ref or config.s3_secret
     if secret:
         found.env_from.append({"secretRef": {"name": secret}})

@@ -10,6 +10,13 @@ with :func:`using_s3`. It is a :mod:`contextvars` variable, so it holds for one 
 and what that task runs through ``asyncio.to_thread`` (which copies the context), never for
 another task's reconcile running at the same time; a field the profile leaves unset falls
 back to the environment as above.
+
+An endpoint that cannot be reached (connection refused, reset or timed out) is retried by
+botocore a few times, a couple of seconds in all; a process that should ride out a longer
+outage (a trainer pod: a Job retry would cost its work since the last checkpoint) sets
+``STEVIE_S3_OUTAGE_SECONDS``, and each call keeps trying, with backoff up to 15 s, until
+that many seconds have passed. The operator leaves it unset: it reports the outage as
+Degraded at once and tries again at its next reconcile.
 """
 
 from __future__ import annotations
@@ -18,13 +25,17 @@ import contextlib
 import contextvars
 import hashlib
 import os
+import sys
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from stevie_trainer.common.storage._uri import Loc, StorageError
+
+T = TypeVar("T")
 
 __all__ = [
     "S3Profile",
@@ -219,11 +230,57 @@ def _error(loc: Loc, exc: Exception) -> StorageError:
     return StorageError(f"{where}: {text}")
 
 
+OUTAGE_ENV = "STEVIE_S3_OUTAGE_SECONDS"
+
+
+def _outage_seconds() -> float:
+    try:
+        return max(0.0, float(os.environ.get(OUTAGE_ENV, "") or 0))
+    except ValueError:
+        return 0.0
+
+
+def _unreachable(exc: Exception) -> bool:
+    from botocore.exceptions import (
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
+    return isinstance(
+        exc,
+        EndpointConnectionError | ConnectionClosedError | ConnectTimeoutError | ReadTimeoutError,
+    )
+
+
+def _attempt(loc: Loc, fn: Callable[[Any], T]) -> T:
+    """``fn(client)``, tried again while the endpoint is unreachable and the outage budget
+    (``STEVIE_S3_OUTAGE_SECONDS``) lasts; other errors at once."""
+    from botocore.exceptions import BotoCoreError
+
+    budget = _outage_seconds()
+    deadline, delay, said = time.monotonic() + budget, 1.0, False
+    while True:
+        try:
+            return fn(_client())
+        except BotoCoreError as exc:
+            left = deadline - time.monotonic()
+            if not _unreachable(exc) or left <= 0:
+                raise
+            if not said:
+                print(f"stevie: warning: {loc.uri}: S3 unreachable; retrying for up to "
+                      f"{budget:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
+                said = True
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 15.0)
+
+
 def _call(loc: Loc, method: str, **kwargs: Any) -> Any:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        return getattr(_client(), method)(**kwargs)
+        return _attempt(loc, lambda client: getattr(client, method)(**kwargs))
     except (BotoCoreError, ClientError) as exc:
         raise _error(loc, exc) from None
 
@@ -257,7 +314,7 @@ def exists(loc: Loc) -> bool:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        _client().head_object(Bucket=loc.bucket, Key=loc.key)
+        _attempt(loc, lambda client: client.head_object(Bucket=loc.bucket, Key=loc.key))
     except ClientError as exc:
         if str(exc.response.get("Error", {}).get("Code", "")) in _MISSING:
             return False
