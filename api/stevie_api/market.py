@@ -202,6 +202,13 @@ class DataSpec(StevieModel):
         assert self.uri is not None  # the validator guarantees one of the two
         return [MarketSource(uri=self.uri, symbol=self.symbol, bars_per_year=self.bars_per_year)]
 
+    def only_uri(self) -> str:
+        """The one market's URI; ValueError for a spec that lists markets."""
+        if self.uri is None:
+            names = ", ".join(m.symbol or m.uri for m in self.markets or [])
+            raise ValueError(f"this needs one market (data.uri), and data lists several: {names}")
+        return self.uri
+
     def single(self, source: MarketSource) -> DataSpec:
         """The single-market DataSpec of one of the sources, with this spec's split."""
         return DataSpec(

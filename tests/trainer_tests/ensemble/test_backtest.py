@@ -81,7 +81,7 @@ def test_an_ensemble_of_one_member_voting_by_majority_is_that_member(
     for bar, on both splits (its decisions go through decide() and actions_for_targets)."""
     ensemble = Ensemble(members(trained_members, name), "majority")
     data = ensemble.members[0].spec.data
-    bt = run_backtest(ensemble, load_ohlcv(data.uri), data, "GOOGL", methods=["majority"])
+    bt = run_backtest(ensemble, load_ohlcv(data.only_uri()), data, "GOOGL", methods=["majority"])
     for run in bt.splits.values():
         ens, alone = run.episodes[ENSEMBLE], run.episodes[name]
         np.testing.assert_array_equal(ens.equity, alone.equity)
@@ -106,9 +106,9 @@ def test_members_alone_pay_the_first_members_costs(
     ensemble = Ensemble([load_member(resolve(r)) for r in refs], "majority")
     ppo, dqn = ensemble.members
     data = ppo.spec.data
-    bt = run_backtest(ensemble, load_ohlcv(data.uri), data, "GOOGL", methods=["majority"])
+    bt = run_backtest(ensemble, load_ohlcv(data.only_uri()), data, "GOOGL", methods=["majority"])
     run = bt.splits["test"]
-    market = dqn.market(load_ohlcv(data.uri), data.bars_per_year)
+    market = dqn.market(load_ohlcv(data.only_uri()), data.bars_per_year)
     fair = run_policy(market, ppo.env.model_copy(update={"positions": dqn.env.positions}),
                       run.bounds, dqn.policy)  # fmt: skip
     own = run_policy(market, dqn.env, run.bounds, dqn.policy)
@@ -167,7 +167,7 @@ def test_dynamic_reweighting_does_not_look_ahead(trained_members: TrainedMembers
     later ones do, so the check can fail)."""
     ensemble = Ensemble(members(trained_members), "performance_weighted", reweight_window=20)
     data = ensemble.members[0].spec.data
-    frame = load_ohlcv(data.uri)
+    frame = load_ohlcv(data.only_uri())
     bounds = data_splits(ensemble.markets(frame)[0], data).test
     t = (bounds[0] + bounds[1]) // 2
 
@@ -194,7 +194,7 @@ def test_every_run_starts_where_the_widest_member_can_observe(
     """A validation split starting inside the window-20 members' warm-up (but not the
     window-10 one's): all policies still trade the same bars."""
     ensemble = Ensemble(members(trained_members), "confidence")
-    frame = load_ohlcv(ensemble.members[0].spec.data.uri)
+    frame = load_ohlcv(ensemble.members[0].spec.data.only_uri())
     markets = ensemble.markets(frame)
     first = sorted(m.first_obs for m in markets)
     assert first[0] < first[-1], "the members must differ in warm-up"
@@ -250,7 +250,7 @@ def test_outputs_are_written_and_ensemble_json_decides_as_the_backtest(
     assert doc["name"] == "tiny" and doc["method"] == report["method"] and doc["version"]
     served = from_document(doc)
     data = served.members[0].spec.data
-    markets = served.markets(load_ohlcv(data.uri), data.bars_per_year)
+    markets = served.markets(load_ohlcv(data.only_uri()), data.bars_per_year)
     weights = served.weight_path(markets, markets[0].close, np.array([first["bar"]]))[0]
     decision = served.decide(markets, first["bar"], weights, FLAT)
     assert decision.level == first["target"] and decision.confidence == first["confidence"]

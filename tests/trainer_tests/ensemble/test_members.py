@@ -36,7 +36,7 @@ def test_observations_are_the_simulators_for_the_same_account(
     the bars and AccountState.of(accounts) is the environment's, bit for bit."""
     (ref,) = trained_members.refs(name)
     member = load_member(resolve(ref))
-    frame = load_ohlcv(member.spec.data.uri)
+    frame = load_ohlcv(member.spec.data.only_uri())
     market = MarketData.from_frame(frame, member.env)
     env = TradingEnv(market, member.env, mode="eval")
     obs, _ = env.reset()
@@ -55,7 +55,7 @@ def test_probabilities_are_a_distribution_whose_argmax_is_the_agents_action(
 ) -> None:
     (ref,) = trained_members.refs(name)
     member = load_member(resolve(ref))
-    market = member.market(load_ohlcv(member.spec.data.uri))
+    market = member.market(load_ohlcv(member.spec.data.only_uri()))
     bars = np.arange(market.first_obs, market.n_bars)
     obs = member.observations(market, bars)
     probs = member.probabilities(obs)
@@ -94,7 +94,7 @@ def test_the_document_reloads_the_same_ensemble(trained_members: TrainedMembers)
         == (doc["version"])
     )
     assert document("ens", resolved, "majority")["version"] != doc["version"]
-    frame = load_ohlcv(resolved[0].spec.data.uri)
+    frame = load_ohlcv(resolved[0].spec.data.only_uri())
     markets = again.markets(frame)
     t = len(frame) - 1
     weights = again.weight_path(markets, markets[0].close, np.array([t]))[0]

@@ -168,3 +168,14 @@ def test_populations_and_studies_refuse_several_markets_for_now() -> None:
     for model, what in ((HPOStudySpec, "an HPOStudy"), (PBTPopulationSpec, "a PBTPopulation")):
         with pytest.raises(ValueError, match=f"not yet by {what}"):
             model.model_validate({"template": template})
+
+
+def test_only_uri_names_the_markets_when_there_are_several() -> None:
+    from stevie_api.market import DataSpec
+
+    one = DataSpec.model_validate({"uri": "pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv"})
+    assert one.only_uri() == "pkg://gym_anytrading/datasets/data/STOCKS_GOOGL.csv"
+    several = DataSpec.model_validate({"markets": [{"uri": "a.csv", "symbol": "A"},
+                                                   {"uri": "b.csv", "symbol": "B"}]})  # fmt: skip
+    with pytest.raises(ValueError, match="data lists several: A, B"):
+        several.only_uri()
