@@ -130,6 +130,24 @@ class EnsembleSpec(StevieModel):
         description="Dynamic re-weighting: recompute weights from each member's performance "
         "over the last reweightWindow bars; default: static weights.",
     )
+    no_trade_band: float | None = Field(
+        default=None,
+        ge=0,
+        description="The ensemble's no-trade band (a fraction of equity, as a TrainingRun's "
+        "env.noTradeBand): an order smaller than it is not placed, in the backtest and by "
+        "the decision service. Default: the members' own, which must then be the same (the "
+        "ensemble trades one account under one rule; members that differ are refused, "
+        "named). Each member backtested alone keeps the band it was trained with.",
+    )
+    min_hold_bars: int | None = Field(
+        default=None,
+        ge=0,
+        description="The ensemble's minimum holding period in bars (as a TrainingRun's "
+        "env.minHoldBars): after a target change the next minHoldBars decisions keep the "
+        "target, in the backtest and by the decision service. Default: the members' own, "
+        "which must then be the same (members that differ are refused, named). Each member "
+        "backtested alone keeps the hold it was trained with.",
+    )
     data: DataSpec | None = Field(
         default=None,
         description="Data of the backtest (its test split is used); default: the members' data.",

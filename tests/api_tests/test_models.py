@@ -297,3 +297,20 @@ def test_ensemble_members_need_exactly_one_source() -> None:
             }
         )
     assert "names must be unique" in error_text(excinfo)
+
+
+def test_ensemble_acting_rules_default_to_the_members() -> None:
+    from stevie_api.ensemble import EnsembleSpec
+
+    members = {"members": [{"trainingRun": "a"}]}
+    plain = EnsembleSpec.model_validate(members)
+    assert plain.no_trade_band is None and plain.min_hold_bars is None
+    assert "noTradeBand" not in plain.model_dump(by_alias=True, exclude_none=True)
+    ruled = EnsembleSpec.model_validate(members | {"noTradeBand": 0.05, "minHoldBars": 3})
+    assert (ruled.no_trade_band, ruled.min_hold_bars) == (0.05, 3)
+    for bad in ({"noTradeBand": -0.1}, {"minHoldBars": -1}):
+        with pytest.raises(ValidationError) as excinfo:
+            EnsembleSpec.model_validate(members | bad)
+        assert f"{next(iter(bad))}: Input should be greater than or equal to 0" in error_text(
+            excinfo
+        )

@@ -70,12 +70,15 @@ def start(app: Any, *, wait_ready: bool = True, timeout: float = 60.0) -> Runnin
 
 
 def write_document(trained: TrainedMembers, path: Path, **fields: Any) -> Path:
+    """ensemble.json of the trained members; ``fields``: ``document``'s keyword arguments
+    (method, reweight_window, no_trade_band, min_hold_bars)."""
     resolved = [resolve(r) for r in trained.refs()]
     doc = document(
         "ens",
         resolved,
         fields.pop("method", "performance_weighted"),
         reweight_window=fields.pop("reweight_window", 20),
+        **fields,
     )
     path.write_text(json.dumps(doc))
     return path

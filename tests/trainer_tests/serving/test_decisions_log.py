@@ -23,6 +23,11 @@ FIELDS = {
     "votes",
     "weights",
     "action",
+    "proposed",
+    "trade",
+    "held",
+    "holdLeft",
+    "reason",
     "confidence",
     "consensus",
     "version",
@@ -72,7 +77,9 @@ def test_segments_rotate_by_count_and_at_shutdown(
     assert [r["requestId"] for r in records] == [f"log-{k}" for k in range(7)] + ["log-0", "log-1"]
     for record, answer in zip(records, answers + more, strict=True):
         assert set(record) == FIELDS
-        assert record["action"] == answer["action"]
+        assert record["action"] == answer["action"] and record["proposed"] == answer["proposed"]
+        assert (record["trade"], record["held"]) == (answer["trade"], answer["held"])
+        assert (record["holdLeft"], record["reason"]) == (answer["holdLeft"], answer["reason"])
         assert record["votes"] == {m["name"]: m["vote"] for m in answer["members"]}
         assert record["weights"] == {m["name"]: m["weight"] for m in answer["members"]}
         assert record["barTime"] == answer["barTime"] and record["version"] == answer["version"]

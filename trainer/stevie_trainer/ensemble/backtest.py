@@ -3,8 +3,10 @@ baselines, on the same bars of each split, in the same simulator.
 
 Fairness: every run pays the same costs and follows the same rules (fee, slippage, borrow,
 maintenance margin, rebalancing): the first member's. The ensemble trades the grid of its
-members' levels (:attr:`Ensemble.grid`); a member alone trades its own levels and observes
-its own features and window, as in training; the baselines trade in the ensemble's
+members' levels (:attr:`Ensemble.grid`) under its own no-trade band and minimum hold
+(:attr:`Ensemble.env`); a member alone trades its own levels under its own band and hold,
+and observes its own features and window, as in training (band and hold are rules of the
+action scheme the agent learnt, not costs to share); the baselines trade in the ensemble's
 simulator. All runs start at the first bar every member can observe (the widest warm-up),
 so every equity curve covers the same bars.
 
@@ -64,7 +66,8 @@ Log = Callable[[str], None]
 
 ENSEMBLE = "ensemble"
 SPLITS = ("validation", "test")
-# The costs and rules every run of a backtest shares (the first member's).
+# The costs and rules every run of a backtest shares (the first member's). Not the no-trade
+# band and the minimum hold: each member alone keeps its own, the ensemble has its own.
 RULES = (
     "fee_bps",
     "slippage_bps",
@@ -124,12 +127,9 @@ def rules_env(env: EnvSpec, rules: EnvSpec) -> EnvSpec:
 
 
 def ensemble_env(ensemble: Ensemble) -> EnvSpec:
-    """The ensemble's simulator: the first member's, trading the grid of levels."""
-    grid = [float(x) for x in ensemble.grid]
-    first = ensemble.members[0].env
-    return first.model_copy(
-        update={"positions": grid, "allow_short": min(grid) < 0.0, "action_scheme": "target"}
-    )
+    """The ensemble's simulator (:attr:`Ensemble.env`): the first member's costs, trading
+    the grid of levels under the ensemble's band and hold."""
+    return ensemble.env
 
 
 def with_method(ensemble: Ensemble, method: Method) -> Ensemble:
@@ -213,7 +213,8 @@ def run_split(
 def members_alone(
     ensemble: Ensemble, markets: Sequence[MarketData], bounds: Bounds, what: str
 ) -> dict[str, Episode]:
-    """Each member's greedy policy, on its own view of the bars, with the shared rules."""
+    """Each member's greedy policy, on its own view of the bars, with the shared costs and
+    its own band and hold."""
     rules = ensemble.members[0].env
     return {
         m.name: run_policy(mk, rules_env(m.env, rules), bounds, m.policy, split_name=what)

@@ -9,7 +9,9 @@
 members' statuses (a JSON list, or a path/URI of a file holding one): one entry per spec
 member, named as the spec names it (its ``name``, else the referenced resource's name, else
 ``member-<index>`` for a uri). The spec's member order is kept: the first member's costs and
-rules are every run's. Running it again with the same inputs returns the finished report.
+rules are every run's (not its no-trade band and minimum hold: the ensemble has its own, each
+member alone keeps its own). Running it again with the same inputs returns the finished
+report.
 """
 
 from __future__ import annotations

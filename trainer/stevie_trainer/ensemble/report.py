@@ -4,7 +4,8 @@ report.json::
 
     status, finished_at, name, inputs (what decides the result: resume compares it)
     method, weight_metric, reweight_window, data {uri, name, source}, annualisation
-    simulator         the rules every run shares (the first member's) and the ensemble's grid
+    simulator         the rules every run shares (the first member's), the ensemble's grid
+                      and its no-trade band and minimum hold (each member alone: its own)
     members           ResolvedMember.to_dict() of each, with voting_weight (static) and the
                       validation metric it came from
     weights           {member: static voting weight} (dynamic weights: splits.*.ensemble)
@@ -138,6 +139,8 @@ def build_report(
             "rules_from": names[0],
             **{k: getattr(rules, k) for k in RULES},
             "ensemble_positions": [float(x) for x in ens.grid],
+            "ensemble_no_trade_band": ens.no_trade_band,
+            "ensemble_min_hold_bars": ens.min_hold_bars,
             "baselines": list(BASELINES),
         },
         "members": [
@@ -236,7 +239,9 @@ def _summary_lines(report: Mapping[str, Any], names: Sequence[str]) -> list[str]
         f"{_num(test['mean_confidence'])}; members agreeing with the ensemble: {agreement}",
         f"Every run: fee {s['fee_bps']:g} + slippage {s['slippage_bps']:g} bps, borrow "
         f"{s['borrow_bps']:g} bps/year, rebalance {s['rebalance']} (the rules of "
-        f"{s['rules_from']}); the ensemble trades {s['ensemble_positions']}",
+        f"{s['rules_from']}); the ensemble trades {s['ensemble_positions']} with no-trade "
+        f"band {s['ensemble_no_trade_band']:g} and minimum hold {s['ensemble_min_hold_bars']} "
+        "bars (each member alone: its own)",
         f"Validation would choose {chosen['method']} (validation Sharpe "
         f"{_num(chosen['validation_sharpe'])}, test {_num(chosen['test_sharpe'])})",
         report["verdict"],
@@ -249,7 +254,8 @@ def _summary_lines(report: Mapping[str, Any], names: Sequence[str]) -> list[str]
 
 def inputs_of(spec: EnsembleSpec, refs: Sequence[MemberRef], name: str) -> dict[str, Any]:
     """What decides a backtest's result (a finished report with the same inputs is reused)."""
-    keep = {"members", "method", "weight_metric", "reweight_window", "data"}
+    keep = {"members", "method", "weight_metric", "reweight_window", "data", "no_trade_band",
+            "min_hold_bars"}  # fmt: skip
     doc = spec.model_dump(by_alias=True, exclude_none=True, mode="json", include=keep)
     refs_doc = [{k: v for k, v in asdict(r).items() if v is not None} for r in refs]
     value: dict[str, Any] = json.loads(json.dumps({"name": name, "spec": doc, "members": refs_doc}))
@@ -275,6 +281,8 @@ def load_ensemble(
         spec.method,
         weight_metric=spec.weight_metric,
         reweight_window=spec.reweight_window,
+        no_trade_band=spec.no_trade_band,
+        min_hold_bars=spec.min_hold_bars,
     )
     return ensemble, resolved
 
@@ -289,7 +297,7 @@ def ensemble_backtest(
 ) -> dict[str, Any]:
     """Backtest the ensemble and write its report under ``out``; a finished report with the
     same inputs is returned as is. ``refs`` in the spec's member order (the first member's
-    costs and rules are everyone's)."""
+    costs and rules are everyone's, but for the band and the hold: see Ensemble.env)."""
     say = log or (lambda message: print(message, flush=True))
     name = name or "ensemble"
     store = RunStore(out)
@@ -351,6 +359,8 @@ def write_outputs(
         ens.method,
         weight_metric=spec.weight_metric,
         reweight_window=spec.reweight_window,
+        no_trade_band=spec.no_trade_band,
+        min_hold_bars=spec.min_hold_bars,
     )
     return {
         "decisions": store.write_bytes("decisions.jsonl", "".join(lines).encode()),

@@ -149,9 +149,15 @@ def _routes_v1(app: FastAPI, state: State) -> None:
             raise _validation(err) from None
         except bars_mod.BarError as err:
             raise ServiceError.of(err) from None
-        decision = state.decide(bars, _account(body.account), request_id)
+        since = body.account.bars_since_target_change if body.account else None
+        decision, acted, why = state.decide(bars, _account(body.account), request_id, since)
         answer = DecideResponse(
-            action=decision.level,
+            action=acted.target,
+            proposed=decision.level,
+            trade=acted.trade,
+            held=acted.held,
+            hold_left=acted.hold_left,
+            reason=why,
             confidence=decision.confidence,
             consensus=decision.consensus,
             members=[
@@ -228,14 +234,18 @@ def _routes_v2(app: FastAPI, state: State) -> None:
         except ValidationError as err:
             raise _validation(err) from None
         request_id = _request_id(request, body.id)
-        bars, account, wanted = oip.parse(body)
-        decision = state.decide(bars, account or _account(None), request_id)
+        bars, account, since, wanted = oip.parse(body)
+        decision, acted, why = state.decide(bars, account or _account(None), request_id, since)
         answer = InferResponse(
             model_name=state.name,
             model_version=state.version,
             id=request_id,
-            parameters={"bar_time": bars.last_time(), "members": state.member_names},
-            outputs=oip.outputs(decision, wanted),
+            parameters={
+                "bar_time": bars.last_time(),
+                "members": state.member_names,
+                "reason": why,
+            },
+            outputs=oip.outputs(decision, acted, wanted),
         )
         return _json(answer)
 

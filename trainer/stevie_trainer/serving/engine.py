@@ -32,6 +32,7 @@ from stevie_trainer.ensemble.voting import Decision
 from stevie_trainer.env.market import MarketData, indicator_params
 from stevie_trainer.serving import features as fast
 from stevie_trainer.serving.bars import BarError, Bars
+from stevie_trainer.serving.rules import Acted
 
 __all__ = ["Engine", "Stats"]
 
@@ -141,12 +142,15 @@ class _MemberTally:
 
 @dataclass
 class Stats:
-    """Running totals of one replica's decisions (memory: members + levels, not requests)."""
+    """Running totals of one replica's decisions (memory: members + levels, not requests):
+    actions are the targets answered (after the rules), agreement is with the vote."""
 
     names: list[str]
     since: float = field(default_factory=time.time)
     decisions: int = 0
     actions: dict[float, int] = field(default_factory=dict)
+    held: int = 0
+    banded: int = 0
     consensus: float = 0.0
     confidence: float = 0.0
     members: list[_MemberTally] = field(default_factory=list)
@@ -155,10 +159,12 @@ class Stats:
     def __post_init__(self) -> None:
         self.members = [_MemberTally() for _ in self.names]
 
-    def add(self, decision: Decision) -> None:
+    def add(self, decision: Decision, acted: Acted) -> None:
         with self._lock:
             self.decisions += 1
-            self.actions[decision.level] = self.actions.get(decision.level, 0) + 1
+            self.actions[acted.target] = self.actions.get(acted.target, 0) + 1
+            self.held += acted.held
+            self.banded += acted.banded
             self.consensus += decision.consensus
             self.confidence += decision.confidence
             for tally, vote, weight in zip(
@@ -175,6 +181,8 @@ class Stats:
                 "since": datetime.fromtimestamp(self.since, UTC).isoformat(timespec="seconds"),
                 "decisions": n,
                 "actions": {f"{level:g}": c for level, c in sorted(self.actions.items())},
+                "held": self.held,
+                "banded": self.banded,
                 "mean_consensus": self.consensus / n if n else None,
                 "mean_confidence": self.confidence / n if n else None,
                 "members": [

@@ -3,9 +3,12 @@
 Inputs: ``ohlcv`` FP64 (or FP32) [N, 5] (open, high, low, close, volume) or [N, 4], rows
 oldest first, ``data`` row-major (flat, or nested rows); optional ``time`` [N], INT64 unix
 seconds or BYTES ISO-8601 strings (without it the bars are taken in the order given);
-optional ``account`` FP64 [5]: position, weight, unrealisedReturn, barsInPosition, drawdown.
-Outputs: ``action``, ``confidence``, ``consensus`` FP64 [1] and ``votes``, ``weights`` FP64
-[members]; ``outputs`` in the request picks some of them.
+optional ``account`` FP64 [5]: position, weight, unrealisedReturn, barsInPosition, drawdown,
+or [6]: and barsSinceTargetChange (what the minimum hold needs; see schemas.AccountIn).
+Outputs: ``action`` (the target to hold, after the rules), ``confidence``, ``consensus`` FP64
+[1], ``votes``, ``weights`` FP64 [members], and ``proposed`` (the vote), ``trade`` and
+``held`` (1.0 or 0.0) FP64 [1]; ``outputs`` in the request picks some of them. Why the rules
+changed the vote is the response's ``parameters.reason``.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ from stevie_trainer.serving.service import ServiceError
 if TYPE_CHECKING:
     from stevie_trainer.ensemble.agent import AccountState
     from stevie_trainer.ensemble.voting import Decision
+    from stevie_trainer.serving.rules import Acted
 
 __all__ = ["OUTPUTS", "metadata", "outputs", "parse"]
 
 PLATFORM = "stevie-ensemble"
-OUTPUTS = ("action", "confidence", "consensus", "votes", "weights")
+OUTPUTS = ("action", "confidence", "consensus", "votes", "weights", "proposed", "trade", "held")
+_PER_MEMBER = ("votes", "weights")
 _INPUTS = ("ohlcv", "time", "account")
 _NUMERIC = ("FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32")
 
@@ -46,11 +51,11 @@ def metadata(name: str, version: str, members: int) -> ModelMetadata:
         inputs=[
             TensorMetadata(name="ohlcv", datatype="FP64", shape=[-1, 5]),
             TensorMetadata(name="time", datatype="INT64", shape=[-1]),
-            TensorMetadata(name="account", datatype="FP64", shape=[5]),
+            TensorMetadata(name="account", datatype="FP64", shape=[-1]),
         ],
         outputs=[
-            *(TensorMetadata(name=n, datatype="FP64", shape=[1]) for n in OUTPUTS[:3]),
-            *(TensorMetadata(name=n, datatype="FP64", shape=[members]) for n in OUTPUTS[3:]),
+            TensorMetadata(name=n, datatype="FP64", shape=[members if n in _PER_MEMBER else 1])
+            for n in OUTPUTS
         ],
     )
 
@@ -87,24 +92,32 @@ def _time(tensor: InferInput) -> list[str | int | float]:
     return [float(v) for v in values]
 
 
-def _account(tensor: InferInput) -> AccountState:
+def _whole(value: float) -> bool:
+    return value >= 0 and value == int(value)
+
+
+def _account(tensor: InferInput) -> tuple[AccountState, int | None]:
+    """The account and its bars since the target changed (None: not given)."""
     from stevie_trainer.ensemble.agent import AccountState
 
     values = _array(tensor).ravel()
-    if values.size != 5 or not np.isfinite(values).all():
-        raise _bad("input 'account' must be 5 finite numbers", "account")
-    position, weight, unrealised, bars_in, drawdown = (float(v) for v in values)
-    if not -1.0 <= position <= 1.0 or drawdown > 0.0 or bars_in < 0 or bars_in != int(bars_in):
+    if values.size not in (5, 6) or not np.isfinite(values).all():
+        raise _bad("input 'account' must be 5 or 6 finite numbers", "account")
+    position, weight, unrealised, bars_in, drawdown = (float(v) for v in values[:5])
+    since = float(values[5]) if values.size == 6 else 0.0
+    if not -1.0 <= position <= 1.0 or drawdown > 0.0 or not (_whole(bars_in) and _whole(since)):
         raise _bad(
-            "input 'account': position in [-1, 1], barsInPosition a whole number >= 0, "
-            "drawdown <= 0",
+            "input 'account': position in [-1, 1], barsInPosition and barsSinceTargetChange "
+            "whole numbers >= 0, drawdown <= 0",
             "account",
         )
-    return AccountState(position, weight, unrealised, int(bars_in), drawdown)
+    state = AccountState(position, weight, unrealised, int(bars_in), drawdown)
+    return state, int(since) if values.size == 6 else None
 
 
-def parse(request: InferRequest) -> tuple[Bars, AccountState | None, list[str]]:
-    """The bars, the account (None: flat) and the outputs asked for."""
+def parse(request: InferRequest) -> tuple[Bars, AccountState | None, int | None, list[str]]:
+    """The bars, the account (None: flat), its bars since the target changed (None: not
+    given) and the outputs asked for."""
     by_name: dict[str, InferInput] = {}
     for tensor in request.inputs:
         if tensor.name not in _INPUTS:
@@ -120,21 +133,24 @@ def parse(request: InferRequest) -> tuple[Bars, AccountState | None, list[str]]:
         bars = bars_mod.from_tensors(ohlcv, time)
     except BarError as err:
         raise ServiceError.of(err) from None
-    account = _account(by_name["account"]) if "account" in by_name else None
+    account, since = _account(by_name["account"]) if "account" in by_name else (None, None)
     wanted = [o.name for o in request.outputs] if request.outputs else list(OUTPUTS)
     unknown = [n for n in wanted if n not in OUTPUTS]
     if unknown:
         raise _bad(f"unknown output(s) {unknown}; outputs are {', '.join(OUTPUTS)}", "outputs")
-    return bars, account, wanted
+    return bars, account, since, wanted
 
 
-def outputs(decision: Decision, wanted: list[str]) -> list[InferOutput]:
+def outputs(decision: Decision, acted: Acted, wanted: list[str]) -> list[InferOutput]:
     values: dict[str, list[float]] = {
-        "action": [decision.level],
+        "action": [acted.target],
         "confidence": [decision.confidence],
         "consensus": [decision.consensus],
         "votes": list(decision.votes),
         "weights": list(decision.weights),
+        "proposed": [decision.level],
+        "trade": [float(acted.trade)],
+        "held": [float(acted.held)],
     }
     return [
         InferOutput(name=n, shape=[len(values[n])], datatype="FP64", data=values[n]) for n in wanted

@@ -2,6 +2,9 @@
 
 ``POST /v1/decide`` takes the bars (oldest first) and optionally the account the ensemble
 trades; the Open Inference Protocol v2 routes (``/v2/...``) take the same bars as tensors.
+The answer is the vote acted on under the ensemble's rules, as its backtest acts on it
+(:mod:`.rules`): the minimum hold (from ``barsSinceTargetChange``), the no-trade band (from
+``weight``) and rebalancing.
 Bars are a TypedDict, not a model: pydantic validates them from the JSON bytes in Rust
 without building an object per bar (the engine wants arrays, not objects).
 """
@@ -60,12 +63,26 @@ class AccountIn(_Camel):
     position: float = Field(
         default=0.0, ge=-1.0, le=1.0, description="The target position held (0: flat)."
     )
-    weight: float = Field(default=0.0, description="What the position weighs in equity now.")
+    weight: float = Field(
+        default=0.0,
+        description="What the position weighs in equity now. The members observe it, and "
+        "the no-trade band and rebalancing compare the target with it (the backtest "
+        "compares at the fill's open, after the gap, which a decision at the close cannot "
+        "know: an order near the band's edge can go the other way there).",
+    )
     unrealised_return: float = Field(
         default=0.0, description="Equity / equity at entry - 1 (0 when flat)."
     )
     bars_in_position: int = Field(default=0, ge=0, description="Bars since the position opened.")
     drawdown: float = Field(default=0.0, le=0.0, description="Equity / peak equity - 1 (<= 0).")
+    bars_since_target_change: int | None = Field(
+        default=None,
+        ge=0,
+        description="Bars since the target position last changed (0: at the last bar's "
+        "open; a margin close-out is a change to 0). The minimum hold needs it: the service "
+        "keeps no state between requests. Unset: no hold running, as at the start of a "
+        "backtest (the answer's reason says so when the ensemble has a hold).",
+    )
 
 
 class DecideRequest(_Camel):
@@ -84,7 +101,27 @@ class MemberVote(_Camel):
 class DecideResponse(_Camel):
     """The ensemble's decision after the close of the last bar."""
 
-    action: float = Field(description="The target position level chosen.")
+    action: float = Field(
+        description="The target position to hold: the vote (proposed), unless the minimum "
+        "hold or the no-trade band keeps the account's current one."
+    )
+    proposed: float = Field(description="The level the ensemble voted for, before the rules.")
+    trade: bool = Field(
+        description="Whether an order is placed (at the next open): the weight goes to "
+        "action. False: the target is kept and the weight within the rebalancing rule, or "
+        "the no-trade band dropped the order (not traded)."
+    )
+    held: bool = Field(
+        description="The minimum hold was running: the target could not change (action is "
+        "the account's position)."
+    )
+    hold_left: int = Field(
+        description="Decisions after this one that cannot change the target (0: none)."
+    )
+    reason: str | None = Field(
+        description="Why action is not the vote, or no order is placed (hold, band), or "
+        "that the hold could not be checked; null when the vote is acted on as it is."
+    )
     confidence: float = Field(description="The ensemble's probability of that level.")
     consensus: float = Field(description="Weight share of the members whose vote it is.")
     members: list[MemberVote] = Field(description="Each member's vote and weight.")
@@ -99,7 +136,9 @@ class DecideResponse(_Camel):
 
 class MemberStats(_Camel):
     name: str
-    agreement: float = Field(description="Share of decisions equal to the member's own vote.")
+    agreement: float = Field(
+        description="Share of decisions whose ensemble vote (proposed) is the member's own."
+    )
     contribution: float = Field(description="The member's mean weight over the decisions.")
 
 
@@ -111,7 +150,9 @@ class StatsResponse(_Camel):
     method: str
     since: str = Field(description="When this replica started (ISO-8601 UTC).")
     decisions: int
-    actions: dict[str, int] = Field(description="Decisions per action level.")
+    actions: dict[str, int] = Field(description="Decisions per action level (after the rules).")
+    held: int = Field(description="Decisions taken while the minimum hold was running.")
+    banded: int = Field(description="Orders the no-trade band dropped.")
     mean_consensus: float | None
     mean_confidence: float | None
     members: list[MemberStats]
@@ -158,7 +199,8 @@ class RequestedOutput(BaseModel):
 class InferRequest(BaseModel):
     """``POST /v2/models/{name}/infer`` (KServe v2 JSON): ``ohlcv`` FP64 [N, 5] or [N, 4],
     optional ``time`` INT64 (unix seconds) or BYTES (ISO-8601) [N], optional ``account``
-    FP64 [5] (position, weight, unrealisedReturn, barsInPosition, drawdown)."""
+    FP64 [5] (position, weight, unrealisedReturn, barsInPosition, drawdown) or [6] (and
+    barsSinceTargetChange)."""
 
     model_config = ConfigDict(extra="forbid")
 

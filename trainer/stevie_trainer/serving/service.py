@@ -4,6 +4,12 @@ Models come only from the ensemble.json the service was started with (its member
 folders); nothing in a request names a model or a path. Loading runs in a background
 thread, so liveness answers at once and readiness turns true when the models are loaded
 and warmed up (one decision on synthetic bars).
+
+A decision is the ensemble's vote acted on under the ensemble's rules (:mod:`.rules`, the
+backtest's: :attr:`Ensemble.env`). The service keeps no state between requests (any replica
+answers alike), so the account in the request carries what the rules need: its target
+(position), its weight (the band, rebalancing) and the bars since its target changed (the
+hold).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from stevie_trainer.common import storage
 from stevie_trainer.serving.bars import BarError, Bars
 from stevie_trainer.serving.decisions_log import DecisionLog
 from stevie_trainer.serving.metrics import ServeMetrics
+from stevie_trainer.serving.rules import Acted, ActingRules, act, reason
 
 if TYPE_CHECKING:  # torch and SB3 load in the loader thread, not at import
     from stevie_trainer.ensemble.agent import AccountState
@@ -99,6 +106,7 @@ class State:
         metrics.info.labels(self.name, self.version, self.method).set(1)
         self.engine: Engine | None = None
         self.levels: list[float] = []
+        self.rules = ActingRules()
         self.stats: Stats | None = None
         self.error: str | None = None
         self.loaded_in: float | None = None
@@ -146,6 +154,7 @@ class State:
                 engine.decide(warm, FLAT)
             self.stats = Stats(engine.ensemble.names)
             self.levels = [float(x) for x in engine.ensemble.grid]
+            self.rules = ActingRules.of(engine.ensemble.env)
             if self.settings.freeze_gc:  # the models, torch, pandas: never garbage, so the
                 gc.collect()  # collector stops walking them (~80 us a request otherwise)
                 gc.freeze()
@@ -166,8 +175,11 @@ class State:
             raise ServiceError(503, "not_ready", why)
         return self.engine, self.stats
 
-    def decide(self, bars: Bars, account: AccountState, request_id: str) -> Decision:
-        """Check the bars, decide, and count and log the decision."""
+    def decide(
+        self, bars: Bars, account: AccountState, request_id: str, since: int | None = None
+    ) -> tuple[Decision, Acted, str | None]:
+        """Check the bars, decide, act on the vote (``since``: bars since the account's
+        target changed, None: unknown), count and log it; also why the rules changed it."""
         engine, stats = self.require()
         try:
             bars.check(engine.bars_needed)
@@ -181,12 +193,14 @@ class State:
             decision = engine.decide(bars, account)
         except BarError as err:
             raise ServiceError.of(err) from None
-        stats.add(decision)
+        acted = act(account.position, account.weight, decision.level, since, self.rules)
+        why = reason(acted, decision.level, account.position, since, self.rules)
+        stats.add(decision, acted)
         weights = dict(zip(self.member_names, decision.weights, strict=True))
-        self.metrics.decision(decision.level, decision.consensus, decision.confidence, weights)
+        self.metrics.decision(acted.target, decision.consensus, decision.confidence, weights)
         if self.log is not None:
-            self.log.record(self._entry(decision, bars, request_id, weights))
-        return decision
+            self.log.record(self._entry(decision, bars, request_id, weights) | _acted(acted, why))
+        return decision, acted, why
 
     def _entry(
         self, decision: Decision, bars: Bars, request_id: str, weights: dict[str, float]
@@ -198,7 +212,7 @@ class State:
             "bars": len(bars),
             "votes": dict(zip(self.member_names, decision.votes, strict=True)),
             "weights": weights,
-            "action": decision.level,
+            "proposed": decision.level,
             "confidence": decision.confidence,
             "consensus": decision.consensus,
             "version": self.version,
@@ -215,6 +229,17 @@ class State:
             "features": self.engine.features_mode,
             "log": None if self.log is None else self.log.snapshot(),
         }
+
+
+def _acted(acted: Acted, why: str | None) -> dict[str, Any]:
+    """The decision log's fields of the acted decision (``action`` is the target held)."""
+    return {
+        "action": acted.target,
+        "trade": acted.trade,
+        "held": acted.held,
+        "holdLeft": acted.hold_left,
+        "reason": why,
+    }
 
 
 def synthetic_bars(n: int, seed: int = 0) -> Bars:

@@ -82,6 +82,10 @@ def _digest(ens: Ensemble, members: Sequence[Mapping[str, Any]], data: Any) -> s
         "reweightWindow": spec.reweight_window,
         "data": data,
     }
+    # The acting rules enter only when set, so the versions of the specs without them stay.
+    for key, value in (("noTradeBand", spec.no_trade_band), ("minHoldBars", spec.min_hold_bars)):
+        if value is not None:
+            doc[key] = value
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 

@@ -45,3 +45,16 @@ def test_a_version_hashed_the_old_way_is_kept_for_the_same_spec() -> None:
     assert version_of(ens, REFS, known=legacy) == legacy  # no re-run of the backtest
     other = [ref | {"weight": 2.0} for ref in REFS]  # a real change: a new version
     assert version_of(ens, other, known=legacy) == version_of(ens, other)
+
+
+def test_the_acting_rules_make_a_version_only_when_set() -> None:
+    """noTradeBand and minHoldBars change what the ensemble trades: a new version (a new
+    backtest, a Deployment roll); unset, the version of a spec from before them is kept."""
+    ens = Ensemble.model_validate(DOC)
+    assert version_of(ens, REFS) == "e037afe786"  # DOC's version before the rules existed
+    versions = {version_of(ens, REFS)}
+    for rules in ({"noTradeBand": 0.0}, {"noTradeBand": 0.05}, {"minHoldBars": 3}):
+        doc = copy.deepcopy(DOC)
+        doc["spec"] |= rules
+        versions.add(version_of(Ensemble.model_validate(doc), REFS))
+    assert len(versions) == 4
