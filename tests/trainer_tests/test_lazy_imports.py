@@ -45,7 +45,7 @@ def test_a_bad_spec_is_still_explained_field_by_field() -> None:
     from stevie_trainer.rl.cli import parse_spec
 
     args = build_parser().parse_args(["train", "--spec-json", '{"data": {}}', "--out", "o"])
-    with pytest.raises(ValueError, match=r"spec\.data\.uri"):
+    with pytest.raises(ValueError, match=r"spec\.data: give exactly one of data\.uri"):
         parse_spec(args)
 
 
