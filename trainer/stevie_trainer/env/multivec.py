@@ -13,23 +13,20 @@ Environment ``i`` is seeded ``seed + i`` as in a single-market VecTradingEnv.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import numpy.typing as npt
 from stable_baselines3.common.vec_env.base_vec_env import (
-    VecEnv,
-    VecEnvIndices,
     VecEnvObs,
     VecEnvStepReturn,
 )
 
 from stevie_api.market import EnvSpec
 from stevie_trainer.env.market import Bounds, MarketData
-from stevie_trainer.env.vec import VecTradingEnv
+from stevie_trainer.env.vec import InProcessVecEnv, VecTradingEnv
 
 __all__ = ["MarketLeg", "MultiMarketVecEnv", "block_sizes"]
 
@@ -51,7 +48,7 @@ def block_sizes(n_envs: int, n_markets: int) -> list[int]:
     return [base + (k < extra) for k in range(n_markets)]
 
 
-class MultiMarketVecEnv(VecEnv):
+class MultiMarketVecEnv(InProcessVecEnv):
     """``n_envs`` accounts over several markets, in one contiguous block of envs per market."""
 
     def __init__(
@@ -117,35 +114,3 @@ class MultiMarketVecEnv(VecEnv):
         rewards = np.concatenate([r[1] for r in results])
         dones = np.concatenate([r[2] for r in results])
         return obs, rewards, dones, infos
-
-    def close(self) -> None:
-        return None
-
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        value = getattr(self, attr_name)
-        return [value for _ in self._indices(indices)]
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(
-        self,
-        method_name: str,
-        *method_args: Any,
-        indices: VecEnvIndices = None,
-        **method_kwargs: Any,
-    ) -> list[Any]:
-        method = getattr(self, method_name)
-        return [method(*method_args, **method_kwargs) for _ in self._indices(indices)]
-
-    def env_is_wrapped(
-        self, wrapper_class: type[gym.Wrapper[Any, Any, Any, Any]], indices: VecEnvIndices = None
-    ) -> list[bool]:
-        return [False for _ in self._indices(indices)]
-
-    def _indices(self, indices: VecEnvIndices) -> Sequence[int]:
-        if indices is None:
-            return range(self.num_envs)
-        if isinstance(indices, int):
-            return [indices]
-        return list(indices) if isinstance(indices, Iterable) else [int(indices)]

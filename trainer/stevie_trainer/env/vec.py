@@ -34,7 +34,44 @@ from stevie_trainer.env.trading import EpisodePlanner, Mode, observation_space
 _NO_INFO: Any = MappingProxyType({})
 
 
-class VecTradingEnv(VecEnv):
+class InProcessVecEnv(VecEnv):
+    """The VecEnv plumbing of an env whose accounts all live in this process (nothing to
+    close; attributes and methods are the env's own, the same for every index)."""
+
+    def close(self) -> None:
+        return None
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        value = getattr(self, attr_name)
+        return [value for _ in self._indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(
+        self,
+        method_name: str,
+        *method_args: Any,
+        indices: VecEnvIndices = None,
+        **method_kwargs: Any,
+    ) -> list[Any]:
+        method = getattr(self, method_name)
+        return [method(*method_args, **method_kwargs) for _ in self._indices(indices)]
+
+    def env_is_wrapped(
+        self, wrapper_class: type[gym.Wrapper[Any, Any, Any, Any]], indices: VecEnvIndices = None
+    ) -> list[bool]:
+        return [False for _ in self._indices(indices)]
+
+    def _indices(self, indices: VecEnvIndices) -> Sequence[int]:
+        if indices is None:
+            return range(self.num_envs)
+        if isinstance(indices, int):
+            return [indices]
+        return list(indices) if isinstance(indices, Iterable) else [int(indices)]
+
+
+class VecTradingEnv(InProcessVecEnv):
     """``n_envs`` accounts trading one market (random episode windows in ``train`` mode)."""
 
     def __init__(
@@ -103,39 +140,7 @@ class VecTradingEnv(VecEnv):
             self._restart(done_idx, obs)
         return obs, acc.rewards.copy(), dones, infos
 
-    def close(self) -> None:
-        return None
-
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        value = getattr(self, attr_name)
-        return [value for _ in self._indices(indices)]
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(
-        self,
-        method_name: str,
-        *method_args: Any,
-        indices: VecEnvIndices = None,
-        **method_kwargs: Any,
-    ) -> list[Any]:
-        method = getattr(self, method_name)
-        return [method(*method_args, **method_kwargs) for _ in self._indices(indices)]
-
-    def env_is_wrapped(
-        self, wrapper_class: type[gym.Wrapper[Any, Any, Any, Any]], indices: VecEnvIndices = None
-    ) -> list[bool]:
-        return [False for _ in self._indices(indices)]
-
     # --- helpers ------------------------------------------------------------------------
-    def _indices(self, indices: VecEnvIndices) -> Sequence[int]:
-        if indices is None:
-            return range(self.num_envs)
-        if isinstance(indices, int):
-            return [indices]
-        return list(indices) if isinstance(indices, Iterable) else [int(indices)]
-
     def _restart(
         self, idx: npt.NDArray[np.intp], obs: npt.NDArray[np.float32] | None = None
     ) -> None:
