@@ -1,0 +1,207 @@
+"""One arm of bench/robust_selection.py: an HPO study on one market, its selection, its test.
+
+The study runs as a cluster runs it (trials asked by the controller's ``ask_trials``, each
+trained by the trial worker's ``run_trial`` in a forked process, ``--workers`` at a time)
+but in-process, so the bench needs no operator. Selection reads validation only (the
+study's best trial); the test split is then touched once, by backtesting that trial's
+model beside buy-and-hold and the expert (``test_backtest``, a TrainingRun's test report).
+
+The luck of each selection: the study's own Deflated Sharpe Ratio for single-split studies
+(``overfitting_document``, what the HPO finish writes). For walk-forward studies the package
+gives none yet (luck.py: "fold validation windows are not pooled yet"), so this module
+computes one the same way over each trial's pooled fold validation returns (each fold's
+best model on its own window, concatenated): labelled as the bench's, not the package's.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stevie_api.hpo import HPOStudySpec
+
+SEARCH_SPACE: dict[str, Any] = {
+    "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
+    "gamma": {"type": "float", "low": 0.9, "high": 0.9999},
+    "clip_range": {"type": "float", "low": 0.1, "high": 0.4},
+    "batch_size": {"type": "categorical", "choices": [32, 64, 128, 256]},
+    "n_steps": {"type": "categorical", "choices": [128, 256, 512]},
+    "ent_coef": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+}
+"""hpo_efficiency.py's space (the seed's, nSteps narrowed to fit small budgets)."""
+
+
+def study_doc(
+    uri: str, *, steps: int, trials: int, seed: int, sampler: str, episode: int,
+    walk_forward: dict[str, Any] | None,
+) -> dict[str, Any]:  # fmt: skip
+    """The HPOStudy spec of one arm. Both arms share everything but ``walkForward``; no
+    pruner, so every trial trains its full budget (walk-forward splits it over the folds).
+    evalFreq gives each agent (the run's, or each fold's) up to 8 evaluations."""
+    folds = int(walk_forward["folds"]) if walk_forward else 1
+    # At least one rollout (nEnvs 8 x nSteps <= 512) before the first evaluation, so no arm
+    # can pick the untrained initial policy (the same in every trial, seeds being equal).
+    evaluation: dict[str, Any] = {"evalFreq": max(4096, steps // folds // 8)}
+    if walk_forward:
+        evaluation["walkForward"] = walk_forward
+    return {
+        "template": {
+            "data": {"uri": uri},
+            "env": {"episodeLength": episode},
+            "ppo": {"nSteps": 256, "batchSize": 256, "nEpochs": 4},
+            "policy": {"netArch": [64, 64]},
+            "totalTimesteps": steps,
+            "nEnvs": 8,
+            "seed": seed,
+            "evaluation": evaluation,
+        },
+        "searchSpace": SEARCH_SPACE,
+        "sampler": sampler,
+        "pruner": "none",
+        "startupTrials": min(trials, 5),
+        "maxTrials": trials,
+        "seedsPerTrial": 1,
+        "maxFailedTrials": trials,
+    }
+
+
+def _trial(job: tuple[dict[str, Any], str, str, int, str]) -> str | None:
+    """Forked worker: one trial (run_trial tells the study); its error, else None."""
+    doc, name, storage, number, out = job
+    import torch
+
+    from stevie_trainer.hpo.trial import run_trial
+
+    torch.set_num_threads(1)  # two trials on two cores
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with Path(f"{out}.log").open("a", encoding="utf-8") as log:
+        os.dup2(log.fileno(), 2)  # SB3/torch warnings and progress go to the trial's log
+
+        def say(message: str) -> None:
+            log.write(message + "\n")
+            log.flush()
+
+        try:
+            run_trial(HPOStudySpec.model_validate(doc), name, storage, number, out, log=say)
+        except Exception as exc:  # the study has it as FAIL; the bench reports it
+            return f"trial {number}: {type(exc).__name__}: {exc}"
+    return None
+
+
+def run_study(root: Path, name: str, doc: dict[str, Any], workers: int) -> dict[str, Any]:
+    """Ask ``workers`` trials at a time (TPE sees the finished ones, as with parallelism =
+    workers) until maxTrials are finished; then the selection and its test report."""
+    import stevie_trainer.hpo.trial  # noqa: F401  (torch & co. once, before the forks)
+    from stevie_trainer.hpo.study import ask_trials, open_study, storage_location
+
+    spec = HPOStudySpec.model_validate(doc)
+    study_dir = root / name
+    study_dir.mkdir(parents=True, exist_ok=True)
+    (study_dir / "study.json").write_text(json.dumps({"spec": doc}, indent=2))
+    storage = storage_location(spec, str(study_dir))
+    study = open_study(spec, name, storage)
+    errors: list[str] = []
+    started = time.monotonic()
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        while (todo := spec.max_trials - len(study.get_trials(deepcopy=False))) > 0:
+            asked = ask_trials(study, spec, min(workers, todo), name)
+            jobs = [(doc, name, storage, a.number, str(study_dir / a.name)) for a in asked]
+            errors += [e for e in pool.map(_trial, jobs, chunksize=1) if e]
+    seconds = time.monotonic() - started
+    return select_and_test(spec, study, study_dir) | {
+        "seconds": round(seconds, 1),
+        "errors": errors,
+    }
+
+
+def select_and_test(spec: HPOStudySpec, study: Any, study_dir: Path) -> dict[str, Any]:
+    """The best trial by validation, its DSR, and its model's one test report."""
+    from optuna.trial import TrialState
+
+    from stevie_trainer.common.artifacts import RunStore
+    from stevie_trainer.env.prepare import prepare
+    from stevie_trainer.hpo.luck import evaluated_trials, overfitting_document
+    from stevie_trainer.hpo.study import best_trials, seed_spec, trial_spec
+    from stevie_trainer.rl.agent import load_model
+    from stevie_trainer.rl.train import test_backtest
+
+    trials = study.get_trials(deepcopy=False)
+    counts = {s.name.lower(): n for s in TrialState if (n := sum(t.state == s for t in trials))}
+    # What was trained, not the budget: PPO trains whole rollouts (nSteps x nEnvs), so a
+    # budget per agent below one rollout is rounded up, more often with K folds.
+    counts["timesteps"] = sum(int(t.user_attrs.get("timesteps_done", 0)) for t in trials)
+    ranked = best_trials(study)
+    if not ranked:
+        return {"trials": counts, "best": None, "dsr": None, "dsr_note": "no completed trial"}
+    best = ranked[0]
+    run_spec = seed_spec(trial_spec(spec, dict(best.params))[0], 0)
+    seed_dir = Path(best.user_attrs["out"]) / "seed-0"
+    model = load_model(run_spec, (seed_dir / "model.zip").read_bytes())
+    prepared = prepare(run_spec)  # the same test split for both arms (data.split's)
+    report = test_backtest(prepared, model, RunStore(str(study_dir)), plot="test_equity.png")
+    bars_per_year = float(prepared.market.bars_per_year)
+    if spec.template.evaluation.walk_forward is None:
+        luck = overfitting_document(study, spec)
+        dsr, note = luck["deflated_sharpe"], "; ".join(luck["notes"])
+    else:
+        dsr, note = pooled_dsr(evaluated_trials(study), best.number, bars_per_year)
+    result = json.loads((seed_dir / "result.json").read_text())
+    return {
+        "trials": counts,
+        "best": {"trial": best.number, "params": dict(best.params), "out": str(seed_dir)},
+        "validation": result.get("validation"),
+        "validation_folds": [
+            (f.get("validation") or {}).get("sharpe") for f in result.get("validation_folds", [])
+        ],
+        "test": report["test"],
+        "test_period": report["test_period"],
+        "bars_per_year": bars_per_year,
+        "dsr": dsr,
+        "dsr_note": note,
+    }
+
+
+def _pooled_returns(trial: Any) -> np.ndarray[Any, np.dtype[np.float64]] | None:
+    """A walk-forward trial's fold validation returns, concatenated in fold order (None
+    when a fold left none: a pruned or failed trial)."""
+    from stevie_trainer.hpo.luck import decode_returns
+
+    seed_dir = Path(str(trial.user_attrs.get("out"))) / "seed-0"
+    folds = sorted(seed_dir.glob("fold-*"), key=lambda p: int(p.name.split("-")[1]))
+    parts = [f / "validation_returns.npy" for f in folds]
+    if not parts or not all(p.is_file() for p in parts):
+        return None
+    return np.concatenate([decode_returns(p.read_bytes()) for p in parts])
+
+
+def pooled_dsr(trials: list[Any], best: int, bars_per_year: float) -> tuple[Any, str]:
+    """The selected walk-forward trial's DSR over its pooled fold validation returns: N =
+    every trial tried, the variance that of the trials' pooled per-bar Sharpes (ddof 1).
+    The trial was selected by the folds' mean (or lcb) Sharpe, so its pooled Sharpe is
+    the closest per-bar series to what was selected on, not the score itself."""
+    from stevie_trainer.evaluation.overfitting import deflated_sharpe_ratio, return_moments
+
+    moments = {}
+    for t in trials:
+        series = _pooled_returns(t)
+        if series is not None:
+            try:
+                moments[t.number] = return_moments(series)
+            except ValueError:
+                continue  # a constant series (never traded): no Sharpe, as luck.py skips it
+    how = "bench-computed over pooled fold validation returns (luck.py gives none for walkForward)"
+    if best not in moments or len(moments) < 2:
+        return None, f"DSR not computed: {len(moments)} trial(s) with pooled returns ({how})"
+    m = moments[best]
+    variance = float(np.var([x.sharpe for x in moments.values()], ddof=1))
+    dsr = deflated_sharpe_ratio(
+        m.sharpe, m.n_obs, n_trials=len(trials), trials_sr_variance=variance,
+        skew=m.skew, kurtosis=m.kurtosis,
+    )  # fmt: skip
+    return dsr.to_dict() | {"trial": best, "sentence": dsr.describe(bars_per_year)}, how
