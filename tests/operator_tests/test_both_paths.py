@@ -30,7 +30,7 @@ TIMES = re.compile(
 # What the API server (and kopf) add to an object, not the resource's own.
 SERVER = re.compile(r"^(uid|resourceVersion|creationTimestamp|annotations|managedFields)$")
 # An HPO sampler is not seeded: two studies try other values. What must agree is the rest.
-HPO_VALUES = re.compile(r"^(top|best\w*|params|values?)$")
+HPO_VALUES = re.compile(r"^(top|best\w*|params|values?|deflatedSharpe|pbo)$")
 NUMBER = re.compile(r"-?\d+\.\d+(e-?\d+)?")
 TRIAL = re.compile(r"[Tt]rial \d+")
 # Artifacts are keyed by the object's uid (<name>/<uid>): the API server's differs from the
