@@ -21,8 +21,6 @@ for credentials (its processes use the user's environment too, there is no Secre
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,9 +30,16 @@ from pydantic import BaseModel
 
 from stevie_api.runtime import StorageSpec
 from stevie_operator.framework.config import OperatorConfig
-from stevie_operator.framework.kube import KubeAPI, KubeError, object_path
+from stevie_operator.framework.kube import KubeAPI
 from stevie_operator.framework.plan import Plan, unsaved
 from stevie_operator.framework.resource import namespace_of, validate
+from stevie_operator.framework.secrets import (
+    SECRET_NOT_FOUND,
+    SECRET_UNAVAILABLE,
+    SecretProblem,
+    secret_data,
+    secret_value,
+)
 from stevie_trainer.common.storage import S3Profile
 
 __all__ = [
@@ -52,21 +57,15 @@ __all__ = [
 
 ACCESS_KEY, SECRET_KEY = "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"
 REGION_KEY, TOKEN_KEY = "AWS_REGION", "AWS_SESSION_TOKEN"
-SECRET_NOT_FOUND = "StorageSecretNotFound"
-"""Degraded reason: the s3SecretRef Secret, or one of its keys, does not exist (as an
-HPOStudy's missing RDB Secret)."""
-SECRET_UNAVAILABLE = "StorageSecretUnavailable"
-"""Degraded reason: the Secret could not be read (the API refused: RBAC, a timeout)."""
-SECRET_INVALID = "StorageSecretInvalid"
-"""Degraded reason: a key of the Secret is not base64-encoded text."""
 
 
 @dataclass(frozen=True)
-class S3Problem:
+class S3Problem(SecretProblem):
     """Why a resource's S3 credentials cannot be had; its Degraded reason and message."""
 
-    reason: str
-    message: str
+    @classmethod
+    def of(cls, problem: SecretProblem) -> S3Problem:
+        return cls(problem.reason, problem.message)
 
     def plan(self, body: Mapping[str, Any]) -> Plan[Any]:
         """The reconcile's plan: nothing observed, saved or created; the stored status with
@@ -92,16 +91,6 @@ def artifact_storage(resource: BaseModel) -> tuple[StorageSpec, str] | None:
     return None
 
 
-def _decoded(data: Mapping[str, Any], key: str, where: str) -> str | S3Problem | None:
-    raw = data.get(key)
-    if raw is None:
-        return None
-    try:
-        return base64.b64decode(str(raw), validate=True).decode().strip()
-    except (binascii.Error, UnicodeDecodeError):
-        return S3Problem(SECRET_INVALID, f"{where}: key {key!r} is not base64 text")
-
-
 def profile_of(
     secret: Mapping[str, Any], endpoint: str | None, source: str, where: str | None = None
 ) -> S3Profile | S3Problem:
@@ -113,9 +102,9 @@ def profile_of(
     data = data if isinstance(data, Mapping) else {}
     values: dict[str, str | None] = {}
     for key in (ACCESS_KEY, SECRET_KEY, REGION_KEY, TOKEN_KEY):
-        value = _decoded(data, key, where)
-        if isinstance(value, S3Problem):
-            return value
+        value = secret_value(data, key, where)
+        if isinstance(value, SecretProblem):
+            return S3Problem.of(value)
         values[key] = value or None
     missing = [k for k in (ACCESS_KEY, SECRET_KEY) if not values[k]]
     if missing:
@@ -136,13 +125,10 @@ async def _from_secret(
 ) -> S3Profile | S3Problem:
     source = f"Secret {namespace}/{ref}"
     where = f"{source} ({field}.s3SecretRef)"
-    try:
-        secret = await api.get(object_path("v1", "secrets", namespace, ref))
-    except KubeError as err:
-        return S3Problem(SECRET_UNAVAILABLE, f"cannot read {where}: {err}")
-    if secret is None:
-        return S3Problem(SECRET_NOT_FOUND, f"{where} not found")
-    return profile_of(secret, endpoint, source, where)
+    data = await secret_data(api, namespace, ref, where)
+    if isinstance(data, SecretProblem):
+        return S3Problem.of(data)
+    return profile_of({"data": data}, endpoint, source, where)
 
 
 async def resource_profile(

@@ -12,8 +12,6 @@ the RDB URL it reads from the Secret (verb ``get`` on secrets).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import logging
 from collections.abc import Mapping
@@ -31,10 +29,16 @@ from stevie_operator.framework.artifacts import read_json
 from stevie_operator.framework.children import Owned
 from stevie_operator.framework.config import OperatorConfig
 from stevie_operator.framework.kind import Body, Context, Kind
-from stevie_operator.framework.kube import KubeAPI, KubeError, object_path
+from stevie_operator.framework.kube import KubeAPI
 from stevie_operator.framework.metrics import OperatorMetrics
 from stevie_operator.framework.plan import Plan
 from stevie_operator.framework.resource import namespace_of, validate
+from stevie_operator.framework.secrets import (
+    SECRET_NOT_FOUND,
+    SecretProblem,
+    secret_data,
+    secret_value,
+)
 from stevie_operator.kinds.hpostudy import study as optuna_calls
 from stevie_operator.kinds.hpostudy.children import (
     SPEC_FILE,
@@ -60,19 +64,13 @@ async def _secret_url(api: KubeAPI, namespace: str, spec: HPOStudySpec) -> str |
     ref, key = spec.storage.url_secret_ref, spec.storage.url_secret_key
     assert ref is not None
     where = f"Secret {namespace}/{ref} (spec.storage.urlSecretRef)"
-    try:
-        secret = await api.get(object_path("v1", "secrets", namespace, ref))
-    except KubeError as err:
-        return StudyProblem("StorageSecretUnavailable", f"cannot read {where}: {err}")
-    if secret is None:
-        return StudyProblem("StorageSecretNotFound", f"{where} not found")
-    raw = (secret.get("data") or {}).get(key)
-    if not isinstance(raw, str):
-        return StudyProblem("StorageSecretNotFound", f"{where} has no key {key!r}")
-    try:
-        return base64.b64decode(raw, validate=True).decode().strip()
-    except (binascii.Error, UnicodeDecodeError):
-        return StudyProblem("StorageSecretInvalid", f"{where}: key {key!r} is not base64 text")
+    data = await secret_data(api, namespace, ref, where)
+    value = data if isinstance(data, SecretProblem) else secret_value(data, key, where)
+    if isinstance(value, SecretProblem):
+        return StudyProblem(value.reason, value.message)
+    if value is None:
+        return StudyProblem(SECRET_NOT_FOUND, f"{where} has no key {key!r}")
+    return value
 
 
 def _applied(target: StudyTarget) -> tuple[StudyTarget, tuple[str, ...]] | StudyProblem:
