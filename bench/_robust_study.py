@@ -24,17 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.hpo_efficiency import SEARCH_SPACE
 from stevie_api.hpo import HPOStudySpec
-
-SEARCH_SPACE: dict[str, Any] = {
-    "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
-    "gamma": {"type": "float", "low": 0.9, "high": 0.9999},
-    "clip_range": {"type": "float", "low": 0.1, "high": 0.4},
-    "batch_size": {"type": "categorical", "choices": [32, 64, 128, 256]},
-    "n_steps": {"type": "categorical", "choices": [128, 256, 512]},
-    "ent_coef": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
-}
-"""hpo_efficiency.py's space (the seed's, nSteps narrowed to fit small budgets)."""
 
 
 def study_doc(

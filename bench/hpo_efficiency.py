@@ -34,6 +34,15 @@ from stevie_trainer.hpo.study import (
 )
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "BTCUSDT_1h.csv"
+SEARCH_SPACE: dict[str, Any] = {
+    "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
+    "gamma": {"type": "float", "low": 0.9, "high": 0.9999},
+    "clip_range": {"type": "float", "low": 0.1, "high": 0.4},
+    "batch_size": {"type": "categorical", "choices": [32, 64, 128, 256]},
+    "n_steps": {"type": "categorical", "choices": [128, 256, 512]},
+    "ent_coef": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+}
+"""The seed's PPO space, nSteps narrowed to fit small budgets (robust_selection uses it too)."""
 
 
 def study_doc(data: str, steps: int, sampler: str, pruner: str, trials: int) -> dict[str, Any]:
@@ -47,14 +56,7 @@ def study_doc(data: str, steps: int, sampler: str, pruner: str, trials: int) -> 
             "nEnvs": 8,
             "evaluation": {"evalFreq": steps // 8},
         },
-        "searchSpace": {
-            "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
-            "gamma": {"type": "float", "low": 0.9, "high": 0.9999},
-            "clip_range": {"type": "float", "low": 0.1, "high": 0.4},
-            "batch_size": {"type": "categorical", "choices": [32, 64, 128, 256]},
-            "n_steps": {"type": "categorical", "choices": [128, 256, 512]},
-            "ent_coef": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
-        },
+        "searchSpace": SEARCH_SPACE,
         "sampler": sampler,
         "pruner": pruner,
         "startupTrials": 3,
