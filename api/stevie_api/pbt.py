@@ -21,6 +21,7 @@ from stevie_api.training import JobPhase, TrainingRunSpec
 __all__ = [
     "FitnessWeights",
     "PBTMemberSummary",
+    "PBTOverfittingStatus",
     "PBTPopulation",
     "PBTPopulationSpec",
     "PBTPopulationStatus",
@@ -182,6 +183,30 @@ class PBTMemberSummary(StevieModel):
     )
 
 
+class PBTOverfittingStatus(StevieModel):
+    """How much of the best result is luck (issue 13), from every (member, interval)
+    evaluation's validation Sharpe; a value is null when it could not be computed honestly,
+    and `note` says why."""
+
+    deflated_sharpe: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Deflated Sharpe Ratio of the best member's selected interval: the "
+        "probability that its true validation Sharpe beats the best that `trials` "
+        "evaluations reach by luck.",
+    )
+    trials: int | None = Field(
+        default=None,
+        ge=0,
+        description="Configurations tried: every (member, interval) evaluated on validation, "
+        "exploited copies included.",
+    )
+    note: str | None = Field(
+        default=None, description="How the value was computed, or why it was not."
+    )
+
+
 class PBTPopulationStatus(StatusBase):
     """Observed state of a PBTPopulation (a summary: history and lineage are in storage)."""
 
@@ -203,6 +228,9 @@ class PBTPopulationStatus(StatusBase):
     )
     test: MetricSummary | None = Field(
         default=None, description="Test-split metrics of the best member's model."
+    )
+    overfitting: PBTOverfittingStatus | None = Field(
+        default=None, description="Deflated Sharpe Ratio of the best member's evaluation."
     )
     summary_uri: str | None = Field(default=None, description="URI of pbt_summary.json.")
     best_model_uri: str | None = Field(default=None, description="URI of the best member's model.")

@@ -17,9 +17,11 @@ from stevie_api.training import TrainingRunSpec
 from stevie_trainer.common import storage
 from stevie_trainer.env.prepare import prepare
 from stevie_trainer.evaluation.episode import run_policy
+from stevie_trainer.evaluation.performance import sharpe_ratio
 from stevie_trainer.pbt.evolution import new_population, record_result
 from stevie_trainer.pbt.finish import finish_population, overhead
 from stevie_trainer.pbt.fitness import fitness
+from stevie_trainer.pbt.luck import decode_returns
 from stevie_trainer.pbt.member import interval_spec, member_seed, train_interval
 from stevie_trainer.pbt.state import LineageEvent
 from stevie_trainer.rl.agent import AgentPolicy, continuation_overrides, load_model
@@ -57,6 +59,15 @@ def test_a_fresh_interval_trains_one_interval_and_scores_on_validation(first: Fi
     assert result["fitness"] == pytest.approx(fitness(result["validation"], spec.fitness))
     assert result["checkpoint"] == out and result["init_checkpoint"] is None
     assert storage.exists(storage.join(out, "model.zip"))
+    # The per-bar validation returns the fitness was scored on, for the finish's DSR.
+    returns = decode_returns(Path(out, "validation_returns.npy").read_bytes())
+    assert result["validation_returns"].endswith("validation_returns.npy")
+    assert returns.size == result["validation"]["bars"]
+    got = result["validation"]
+    expected = sharpe_ratio(returns, got["bars_per_year"])
+    assert (got["sharpe"] is None and np.isnan(expected)) or got["sharpe"] == pytest.approx(
+        expected
+    )
     timings = result["timings"]
     assert 0 < timings["train_seconds"] <= timings["total_seconds"]
     assert json.loads(Path(out, "result.json").read_text()) == result
@@ -167,6 +178,10 @@ def test_finish_writes_summary_lineage_plots_and_the_best_members_test(
     lineage = json.loads((tmp_path / "pop/lineage.json").read_text())
     assert lineage["exploits"][0]["copied_from"] == 0
     assert len(doc["intervals"]) == 2 and doc["overhead"]["member_wall_seconds"] == 5.0
+    # 2 evaluations tried; the DSR (or why not) of the selected one, member 0 interval 0.
+    luck = doc["overfitting"]
+    assert luck["evaluations"] == 2 and luck["selected"] == {"member": 0, "interval": 0}
+    assert (luck["deflated_sharpe"] is None) == (luck["evaluations_with_sharpe"] < 2)
     # The reported test figures are those of the copied model, evaluated here on its own.
     run_spec = interval_spec(spec, 0, 0, pop.members[0].hyperparameters)
     model = load_model(run_spec, (tmp_path / "pop/best/model.zip").read_bytes())

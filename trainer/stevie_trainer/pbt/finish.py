@@ -5,7 +5,9 @@ result.json, then writes under the population's folder::
 
     pbt_summary.json   best member (its hyperparameter schedule, validation and TEST metrics
                        beside buy-and-hold, the expert and random), fitness history per member,
-                       every interval's result, the overhead account
+                       every interval's result, the overhead account, and ``overfitting``:
+                       the Deflated Sharpe Ratio of the best (member, interval) among every
+                       evaluation tried (:mod:`stevie_trainer.pbt.luck`; logged too)
     lineage.json       every exploit: who copied whom, when, with which hyperparameters
     fitness.png, hyperparameters.png, lineage.png
     best/model.zip, best/equity.png
@@ -22,6 +24,7 @@ from typing import Any
 from stevie_api.pbt import PBTPopulationSpec
 from stevie_trainer.common import storage
 from stevie_trainer.common.artifacts import RunStore, iso_now
+from stevie_trainer.pbt.luck import overfitting_section, overfitting_text
 from stevie_trainer.pbt.member import MODEL_NAME, interval_spec
 from stevie_trainer.pbt.plots import fitness_png, lineage_png, schedules_png
 from stevie_trainer.pbt.state import Population, summary
@@ -98,8 +101,10 @@ def finish_population(
     plots["lineage"] = store.write_bytes(
         "lineage.png", lineage_png(population, where, title=f"{title}: lineage")
     )
+    luck = overfitting_section(population, results, best, spec.fitness)
     if best is not None:
         best |= _test_best(spec, best, out, say)
+    say("\n".join(overfitting_text(luck)))
     doc |= {
         "finished_at": iso_now(),
         "perturbation_interval": p,
@@ -107,6 +112,7 @@ def finish_population(
         "intervals": [_interval_row(r) for r in results],
         "lineage": lineage,
         "overhead": overhead(results, child_seconds or {}),
+        "overfitting": luck,
         "plots": plots,
     }
     store.write_json(SUMMARY_NAME, doc)

@@ -8,6 +8,8 @@ deterministic pass over the validation split. The interval's folder holds::
 
     model.zip      the weights after the interval, with the optimizer state (what others copy)
     state.json     run state carried to the next interval (curriculum stage)
+    validation_returns.npy  the model's per-bar validation returns (float64, 8 bytes a bar:
+                   the finish's Deflated Sharpe Ratio, :mod:`stevie_trainer.pbt.luck`)
     result.json    validation metrics, fitness, hyperparameters, timings (written last)
     progress.json  while training
 
@@ -35,7 +37,9 @@ from stevie_trainer.env.prepare import Prepared, prepare
 from stevie_trainer.env.vec import VecTradingEnv
 from stevie_trainer.evaluation.baselines import make_baseline
 from stevie_trainer.evaluation.episode import run_policy
+from stevie_trainer.evaluation.performance import returns_from_equity
 from stevie_trainer.pbt.fitness import fitness, fitness_terms
+from stevie_trainer.pbt.luck import RETURNS_FILE, encode_returns
 from stevie_trainer.rl.agent import AgentPolicy, save_model, validation_episode
 from stevie_trainer.rl.callbacks import ProgressCallback
 from stevie_trainer.rl.session import Session, open_session
@@ -148,9 +152,12 @@ def _callbacks(
     return [*curriculum, ProgressCallback(store, state, metrics, stage=stage)], stage
 
 
-def _validate(session: Session) -> dict[str, Any]:
-    """The interval's model on the validation split (what its fitness scores)."""
-    return validation_episode(session.prepared, session.model).performance().to_dict()
+def _validate(session: Session) -> tuple[dict[str, Any], bytes]:
+    """The interval's model on the validation split (what its fitness scores), and its
+    per-bar returns as a .npy file."""
+    episode = validation_episode(session.prepared, session.model)
+    returns = encode_returns(returns_from_equity(episode.equity))
+    return episode.performance().to_dict(), returns
 
 
 def train_interval(
@@ -184,9 +191,10 @@ def train_interval(
         tb_log_name="pbt",
     )  # fmt: skip
     clock.lap("train_seconds")
-    validation = _validate(session)
+    validation, returns = _validate(session)
     clock.lap("eval_seconds")
     model_uri = store.write_bytes(MODEL_NAME, save_model(session.model))
+    returns_uri = store.write_bytes(RETURNS_FILE, returns)
     store.write_json("state.json", {"run": session.state.to_dict()})
     clock.lap("save_seconds")
     result: dict[str, Any] = {
@@ -201,6 +209,7 @@ def train_interval(
         "timesteps_start": start_steps,
         "timesteps": int(session.model.num_timesteps),
         "validation": validation,
+        "validation_returns": returns_uri,
         "fitness": fitness(validation, spec.fitness),
         "fitness_terms": fitness_terms(validation),
         "curriculum_stage": stage(),

@@ -14,12 +14,18 @@ progress, so replaying a step from the saved state makes the same decisions.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from stevie_api.common import MetricSummary
-from stevie_api.pbt import PBTMemberSummary, PBTPopulationSpec, PBTPopulationStatus
+from stevie_api.pbt import (
+    PBTMemberSummary,
+    PBTOverfittingStatus,
+    PBTPopulationSpec,
+    PBTPopulationStatus,
+)
 from stevie_operator.framework.status import Event, finite, metric_summary
 from stevie_operator.kinds.pbtpopulation.children import STATE_NAME
 from stevie_trainer.common import storage
@@ -32,6 +38,7 @@ __all__ = [
     "decide",
     "exploit_event",
     "load_state",
+    "overfitting_status",
     "population_status",
     "save_state",
     "unpublished_exploits",
@@ -141,6 +148,23 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def overfitting_status(section: Any) -> PBTOverfittingStatus | None:
+    """pbt_summary.json's ``overfitting`` section (stevie_trainer.pbt.luck) as the status'
+    summary; None if absent (a finish Job of an older trainer)."""
+    if not isinstance(section, Mapping):
+        return None
+    dsr = section.get("deflated_sharpe")
+    value = finite(dsr.get("dsr")) if isinstance(dsr, Mapping) else None
+    trials = finite(section.get("evaluations"))
+    notes = section.get("notes")
+    note = "; ".join(n for n in notes if isinstance(n, str)) if isinstance(notes, list) else ""
+    return PBTOverfittingStatus(
+        deflated_sharpe=value if value is not None and 0.0 <= value <= 1.0 else None,
+        trials=int(trials) if trials is not None and trials >= 0 else None,
+        note=note or None,
+    )
+
+
 def population_status(
     population: Population,
     summary: dict[str, Any] | None = None,
@@ -158,10 +182,12 @@ def population_status(
             if best_value is None or f > best_value:
                 best_value, best_member = f, m.index
     test: MetricSummary | None = None
+    overfitting: PBTOverfittingStatus | None = None
     summary_uri = best_model = None
     if summary is not None:
         best = summary.get("best") or {}
         test = metric_summary((best.get("test") or {}).get("best member"))
+        overfitting = overfitting_status(summary.get("overfitting"))
         summary_uri = summary.get("uri")
         best_model = best.get("model")
     return PBTPopulationStatus(
@@ -182,6 +208,7 @@ def population_status(
             for m in ranked[:5]
         ],
         test=test,
+        overfitting=overfitting,
         summary_uri=summary_uri,
         best_model_uri=best_model,
         start_time=start_time,

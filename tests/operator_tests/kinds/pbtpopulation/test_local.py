@@ -71,6 +71,24 @@ def test_a_tiny_population_evolves_reports_and_reruns_without_retraining(tmp_pat
     for name in ("fitness.png", "hyperparameters.png", "lineage.png", "best/model.zip"):
         assert (out / name).stat().st_size > 0
     assert summary["overhead"]["member_wall_seconds"] > summary["overhead"]["training_seconds"]
+    # How much is luck: the DSR of the best among the 9 (member, interval) evaluations, from
+    # the per-bar validation returns every interval stored; in the status as in the summary.
+    luck = summary["overfitting"]
+    shown = status["overfitting"]
+    assert isinstance(shown, dict)
+    assert luck["evaluations"] == 9 and shown["trials"] == 9
+    assert luck["selected"] == {"member": summary["best"]["member"],
+                                "interval": summary["best"]["interval"]}  # fmt: skip
+    assert shown["note"] == "; ".join(luck["notes"])
+    for m, i in intervals:
+        assert (out / "members" / f"m{m}" / f"i{i}" / "validation_returns.npy").stat().st_size
+    if luck["deflated_sharpe"] is None:  # fewer than 2 Sharpes (policies that never trade)
+        assert "deflatedSharpe" not in shown
+        assert "DSR not computed" in luck["notes"][0]
+    else:
+        assert shown["deflatedSharpe"] == luck["deflated_sharpe"]["dsr"]
+        assert "stored validation_returns.npy" in luck["notes"][0]
+    assert "How much is luck (9 evaluation(s) tried" in done.stdout
 
     before = mtimes(out / "members")
     # As on a cluster, parallelism may change on a population that has started; nothing
