@@ -20,6 +20,7 @@ __all__ = [
     "HPOStudyStatus",
     "Objective",
     "OverfittingStatus",
+    "SeedSpreadStatus",
     "SignificanceSpec",
     "SignificanceStatus",
     "TrialCounts",
@@ -167,12 +168,8 @@ class HPOStudySpec(StevieModel):
         if not self.search_space:
             raise ValueError("searchSpace must have at least one hyperparameter")
         check_param_space(self.template.algorithm, self.search_space, "searchSpace")
-        if self.template.data.markets:
-            raise ValueError(
-                "template.data.markets: several markets are supported by a TrainingRun only, "
-                "not yet by an HPOStudy (its finish step backtests one market); give the "
-                "template one data.uri"
-            )
+        # template.data.markets is allowed: a trial's objective is then the pooled validation
+        # (over markets, and over folds with walkForward), as a TrainingRun of it selects.
         metrics = [o.metric for o in self.objectives]
         repeated = sorted({m for m in metrics if metrics.count(m) > 1})
         if repeated:
@@ -257,6 +254,35 @@ class OverfittingStatus(StevieModel):
     )
 
 
+class SeedSpreadStatus(StevieModel):
+    """The best trial's validation Sharpe over its seeds (spec.seedsPerTrial): how much of its
+    value is the seed's luck. With one seed there is no spread: std, min and max are null."""
+
+    trial: int | None = Field(
+        default=None,
+        ge=0,
+        description="The trial these seeds are of (the best one when the finish Job ran).",
+    )
+    seeds: int = Field(
+        default=0, ge=0, description="Seeds with a validation Sharpe (pruned seeds left out)."
+    )
+    sharpe_mean: float | None = Field(
+        default=None, description="Mean over the seeds of their annualised validation Sharpe."
+    )
+    sharpe_std: float | None = Field(
+        default=None,
+        ge=0,
+        description="Standard deviation (ddof 1) of the seeds' validation Sharpes; null "
+        "with fewer than 2 seeds.",
+    )
+    sharpe_min: float | None = Field(
+        default=None, description="Lowest seed validation Sharpe; null with fewer than 2 seeds."
+    )
+    sharpe_max: float | None = Field(
+        default=None, description="Highest seed validation Sharpe; null with fewer than 2 seeds."
+    )
+
+
 class TrialSummary(StevieModel):
     """One trial in the status' leaderboard."""
 
@@ -289,6 +315,11 @@ class HPOStudyStatus(StatusBase):
     )
     best_params: dict[str, ParamValue] | None = Field(
         default=None, description="Hyperparameters of the best trial."
+    )
+    best_seed_spread: SeedSpreadStatus | None = Field(
+        default=None,
+        description="Spread of the best trial's per-seed validation Sharpes (set by the "
+        "finish Job; cleared when another trial becomes the best).",
     )
     top: list[TrialSummary] = Field(
         default_factory=list,

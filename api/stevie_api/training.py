@@ -143,16 +143,13 @@ class TrainingRunSpec(StevieModel):
         return self
 
     def _check_markets(self) -> None:
-        """What a multi-market run (data.markets) cannot do yet, and its smallest batch."""
+        """What a multi-market run (data.markets) cannot do yet, and its smallest batch.
+        (With evaluation.walkForward, each market is cut into the same folds on its own bars.)"""
         markets = self.data.markets
         if markets is None:
             return
-        for enabled, name in (
-            (self.evaluation.walk_forward is not None, "evaluation.walkForward"),
-            (self.curriculum.enabled, "curriculum"),
-        ):
-            if enabled:
-                raise ValueError(f"data.markets cannot be combined with {name} yet")
+        if self.curriculum.enabled:
+            raise ValueError("data.markets cannot be combined with curriculum yet")
         if self.n_envs < len(markets):
             raise ValueError(
                 f"nEnvs ({self.n_envs}) must be at least the number of data.markets "

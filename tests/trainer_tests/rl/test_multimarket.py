@@ -57,7 +57,6 @@ def test_two_market_spec_validates_and_round_trips() -> None:
         ({}, {}, "exactly one of data.uri"),
         ({"markets": [MARKETS[0], MARKETS[0]]}, {}, "repeated: GOOGL"),
         ({"markets": MARKETS}, {"nEnvs": 1}, "nEnvs (1) must be at least"),
-        ({"markets": MARKETS}, {"evaluation": {"walkForward": {"folds": 2}}}, "walkForward"),
         ({"markets": MARKETS}, {"curriculum": {"enabled": True}}, "curriculum"),
     ],
 )
@@ -154,9 +153,10 @@ def test_multi_market_run_reports_per_market_and_pooled(tmp_path: Path) -> None:
     assert on_disk["test_markets"]["EURUSD"]["annualisation"]["bars_per_year"] > 1000
 
 
-def test_populations_and_studies_refuse_several_markets_for_now() -> None:
-    """Their finish steps backtest one market: refused in one line at validation, not after
-    hours of trials."""
+def test_studies_take_several_markets_and_populations_refuse_them_for_now() -> None:
+    """A PBTPopulation scores a member on one market: refused in one line at validation,
+    not after hours of training. An HPOStudy's trial selects on the pooled validation (and a
+    TrainingRun may combine several markets with walk-forward)."""
     from stevie_api.hpo import HPOStudySpec
     from stevie_api.pbt import PBTPopulationSpec
 
@@ -165,9 +165,14 @@ def test_populations_and_studies_refuse_several_markets_for_now() -> None:
         {"uri": "pkg://gym_anytrading/datasets/data/FOREX_EURUSD_1H_ASK.csv", "symbol": "EUR"},
     ]
     template = {"data": {"markets": markets}, "nEnvs": 2}
-    for model, what in ((HPOStudySpec, "an HPOStudy"), (PBTPopulationSpec, "a PBTPopulation")):
-        with pytest.raises(ValueError, match=f"not yet by {what}"):
-            model.model_validate({"template": template})
+    with pytest.raises(ValueError, match="not yet by a PBTPopulation"):
+        PBTPopulationSpec.model_validate({"template": template})
+    walk_forward = template | {"evaluation": {"walkForward": {"folds": 2}}}
+    for doc in (template, walk_forward):
+        study = HPOStudySpec.model_validate({"template": doc})
+        assert study.template.data.markets is not None and len(study.template.data.markets) == 2
+    run = TrainingRunSpec.model_validate(walk_forward)
+    assert run.evaluation.walk_forward is not None and run.data.multi_market
 
 
 def test_only_uri_names_the_markets_when_there_are_several() -> None:

@@ -2,7 +2,9 @@
 
 A multi-market spec (``data.markets``) is prepared market by market, each exactly as a
 single-market spec of it would be (its own split, features and augmentation): the result is
-the first market's :class:`Prepared` with every market's in :attr:`Prepared.parts`.
+the first market's :class:`Prepared` with every market's in :attr:`Prepared.parts`. A
+walk-forward run (:mod:`stevie_trainer.rl.foldplan`) does the same per fold: each market's
+fold windows, cut on its own bars, through :func:`with_splits`.
 
 Only the training split is ever augmented: validation and test evaluate on the real market
 (:attr:`Prepared.market`), which augmentation never touches.
@@ -56,10 +58,9 @@ def load_market(
     data: DataSpec, env: EnvSpec, name: str | None = None
 ) -> tuple[pd.DataFrame, MarketData]:
     """The data of a spec, loaded, validated and prepared for ``env`` (features, windows)."""
-    if data.uri is None:
-        raise ValueError("load_market needs a single-market DataSpec (data.uri)")
-    frame = load_ohlcv(data.uri)
-    label = name or data.symbol or storage.basename(data.uri)
+    uri = data.only_uri()  # a spec listing data.markets: refused in one line, naming them
+    frame = load_ohlcv(uri)
+    label = name or data.symbol or storage.basename(uri)
     market = MarketData.from_frame(
         frame, env, name=label, bars_per_year_override=data.bars_per_year
     )
@@ -83,14 +84,26 @@ def prepare(spec: TrainingRunSpec, name: str | None = None) -> Prepared:
     """The markets of ``spec`` with their splits (``name``: a single market's label)."""
     if not spec.data.multi_market:
         return prepare_market(spec, spec.data, name)
-    parts = [prepare_market(spec, spec.data.single(s)) for s in spec.data.sources()]
-    names = [p.market.name for p in parts]
+    parts = [prepare_market(spec, data) for data in market_specs(spec)]
+    check_names([p.market.name for p in parts])
+    return replace(parts[0], parts=parts)
+
+
+def market_specs(spec: TrainingRunSpec) -> list[DataSpec]:
+    """The single-market DataSpec of every market of ``spec``, in its order (a
+    single-market spec's own)."""
+    if not spec.data.multi_market:
+        return [spec.data]
+    return [spec.data.single(s) for s in spec.data.sources()]
+
+
+def check_names(names: list[str]) -> None:
+    """Refuse two markets of one run with one name (reports and files are keyed by it)."""
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ValueError(
             f"data.markets: two markets are named {', '.join(repeated)}; give each a symbol"
         )
-    return replace(parts[0], parts=parts)
 
 
 def prepare_market(spec: TrainingRunSpec, data: DataSpec, name: str | None = None) -> Prepared:

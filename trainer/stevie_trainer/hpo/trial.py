@@ -15,7 +15,17 @@ like rl-baselines3-zoo's ``TrialEvalCallback``. It tells the study the outcome i
 * FAIL with ``user_attrs["error"]`` when training raises (the exception propagates).
 
 Beside each seed's model.zip, ``validation_returns.npy`` holds that model's per-bar
-validation returns (a few KB): the study's DSR and PBO read them (:mod:`stevie_trainer.hpo.luck`).
+validation returns (a few KB, :func:`~stevie_trainer.hpo.luck.encode_returns`): the study's
+DSR and PBO read them (:mod:`stevie_trainer.hpo.luck`). With walk-forward there is one per
+fold, ``<seed>/fold-<k>/validation_returns.npy`` (that fold's best model on its window).
+
+Several markets (``template.data.markets``): the objective reads the pooled validation
+block (its Sharpe the mean of the markets' Sharpes; with walk-forward, the aggregate over
+folds of those pooled scores), and ``validation_returns.npy`` holds the markets' per-bar
+validation return series concatenated end to end in the spec's market order (within a
+fold for walk-forward), so its length is the sum of the markets' validation bars (the
+pooled block's ``bars``). The series are recomputed from the new best model when it is
+replaced (one more greedy pass per market; the pass is deterministic).
 
 Idempotent: a finished trial is returned as is; a worker restarted mid-trial (pod retry)
 re-uses the seeds that finished. The test split is never evaluated here: model selection
@@ -30,6 +40,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -49,6 +61,7 @@ from stevie_trainer.hpo.study import (
     trial_name,
     trial_spec,
 )
+from stevie_trainer.rl.agent import validation_episode
 from stevie_trainer.rl.callbacks import RunState, ValidationCallback
 from stevie_trainer.rl.session import open_session
 from stevie_trainer.rl.train import claim
@@ -74,14 +87,21 @@ class TrialEvalCallback(ValidationCallback):
     def evaluate(self) -> Performance:
         before = self.state.best_validation
         perf = super().evaluate()
-        if self.state.best_validation is not before and self.last_episode is not None:
+        if self.state.best_validation is not before:
             # model.zip was just replaced: keep its per-bar validation returns beside it, for
             # the study's Deflated Sharpe Ratio and PBO (stevie_trainer.hpo.luck).
-            returns = returns_from_equity(self.last_episode.equity)
-            self.store.write_bytes(RETURNS_FILE, encode_returns(returns))
+            self.store.write_bytes(RETURNS_FILE, encode_returns(self.best_returns()))
         if not self.stopped and self.on_eval(self.num_timesteps, perf.to_dict()):
             self.stopped = True
         return perf
+
+    def best_returns(self) -> npt.NDArray[np.float64]:
+        """The per-bar validation returns of the model just evaluated: its one episode's,
+        or each market's in the spec's order, end to end (see the module docstring)."""
+        if self.last_episode is not None:
+            return returns_from_equity(self.last_episode.equity)
+        episodes = [validation_episode(part, self.model) for part in self.prepared.parts]
+        return np.concatenate([returns_from_equity(e.equity) for e in episodes])
 
     def _on_step(self) -> bool:
         super()._on_step()
@@ -143,6 +163,7 @@ def train_seed(
         "out": store.out,
         "timesteps": int(model.num_timesteps),
         "validation": state.best_validation,
+        **({"validation_markets": state.best_validation_markets} if session.prepared.parts else {}),
         "best_timesteps": state.best_timesteps,
         "evaluations": state.evaluations,
         "behaviour_cloning": bc,

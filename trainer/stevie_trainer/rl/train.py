@@ -4,7 +4,8 @@
 as is; otherwise the latest complete checkpoint under ``out`` is loaded and training goes on
 to ``totalTimesteps``. A run directory belongs to one spec: a different spec is refused.
 With ``evaluation.walkForward`` the run trains one agent per fold instead
-(:mod:`stevie_trainer.rl.walkforward`); without it, this module's single split, unchanged.
+(:mod:`stevie_trainer.rl.walkforward`, one market or several); without it, this module's
+single split, unchanged.
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ def report(
         "finished_at": iso_now(),
         "timesteps": int(model.num_timesteps),
         "algorithm": spec.algorithm,
-        "data": {"uri": spec.data.uri, "name": prepared.market.name},
+        "data": data_block(prepared),
         "annualisation": test["annualisation"],
         "validation": state.best_validation,
         "best_timesteps": state.best_timesteps,
@@ -200,16 +201,21 @@ def report(
         "versions": versions(),
     }
     if markets:
-        names = list(markets)
-        result["data"] = {
-            "uri": None,
-            "name": " + ".join(names),
-            "markets": [{"uri": p.data.uri if p.data else None, "name": p.market.name}
-                        for p in prepared.parts],
-        }  # fmt: skip
         result["validation_markets"] = state.best_validation_markets
         result["test_markets"] = markets
     return result
+
+
+def data_block(prepared: Prepared) -> dict[str, Any]:
+    """result.json's ``data``: the market's URI and name, or every market's."""
+    if not prepared.parts:
+        return {"uri": prepared.spec.data.uri, "name": prepared.market.name}
+    return {
+        "uri": None,
+        "name": " + ".join(p.market.name for p in prepared.parts),
+        "markets": [{"uri": p.data.uri if p.data else None, "name": p.market.name}
+                    for p in prepared.parts],
+    }  # fmt: skip
 
 
 def test_markets(

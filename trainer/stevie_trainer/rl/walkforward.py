@@ -20,6 +20,16 @@ by a model that never saw it, make the score less a matter of one window's luck.
   model, for both schemes: anchored, it trained on the most bars; rolling, on the most
   recent ones. The test split is touched only by the final report, after every fold.
 
+* Several markets (``data.markets``): each market's bars before its own test split are cut
+  into the same K folds (:mod:`stevie_trainer.rl.foldplan`); fold k trains one agent on
+  every market's fold-k training window (each market in its own block of environments, so
+  no episode mixes two markets' bars: :mod:`stevie_trainer.env.multivec`) and keeps its
+  best checkpoint by the pooled Sharpe of their fold-k validation windows (the mean over
+  markets, as a single-split multi-market run selects); the run's score aggregates those
+  pooled fold scores. Each fold reports ``validation_markets`` too; the final report tests
+  the last fold's model on every market's test split, per market (``test_markets``) and
+  pooled (``test``).
+
 An HPO trial's seed trains through :func:`walk_forward_seed` (same folds, no checkpoints,
 the trial's evaluator and pruning hook), so its objective is the same aggregate.
 """
@@ -59,7 +69,7 @@ from stevie_trainer.rl.foldplan import (
     walk_forward,
 )
 from stevie_trainer.rl.session import Say, open_session
-from stevie_trainer.rl.train import test_backtest, upload_tree, versions
+from stevie_trainer.rl.train import data_block, test_backtest, test_markets, upload_tree, versions
 
 __all__ = ["MakeEvaluator", "OnEval", "describe_folds", "train_walk_forward", "walk_forward_seed"]
 
@@ -94,7 +104,7 @@ def _train_fold(plan: FoldPlan, run: _Run, offset: int) -> dict[str, Any]:
         spec,
         run.say,
         checkpoint=plan.store.latest_checkpoint(),
-        tensorboard_log=str(run.tb / f"fold-{plan.fold.index}"),
+        tensorboard_log=str(run.tb / f"fold-{plan.index}"),
         prepared=plan.prepare(spec),
     )
     state = session.state
@@ -106,7 +116,7 @@ def _train_fold(plan: FoldPlan, run: _Run, offset: int) -> dict[str, Any]:
         lambda: {"bc": session.bc_report},
     )
     curriculum, stage = session.curriculum()
-    fold = (plan.fold.index, plan.count)
+    fold = (plan.index, plan.count)
     callbacks: list[BaseCallback] = [
         ValidationCallback(session.prepared, plan.store, state, spec.evaluation.eval_freq),
         checkpoints,
@@ -126,9 +136,18 @@ def _train_fold(plan: FoldPlan, run: _Run, offset: int) -> dict[str, Any]:
 
 
 def _announce(plan: FoldPlan, offset: int, say: Say) -> None:
-    (a, b), (c, d) = plan.fold.train, plan.fold.validation
     steps = plan.spec(offset).total_timesteps
-    say(f"{plan.label}: training on bars [{a}, {b}), validating on [{c}, {d}), {steps:,} timesteps")
+    if not plan.multi_market:
+        (a, b), (c, d) = plan.legs[0].fold.train, plan.legs[0].fold.validation
+        windows = f"bars [{a}, {b}), validating on [{c}, {d})"
+        say(f"{plan.label}: training on {windows}, {steps:,} timesteps")
+        return
+    windows = "; ".join(
+        f"{leg.market.name} bars [{leg.fold.train[0]}, {leg.fold.train[1]}) validating on "
+        f"[{leg.fold.validation[0]}, {leg.fold.validation[1]})"
+        for leg in plan.legs
+    )
+    say(f"{plan.label}: training on {len(plan.legs)} markets ({windows}), {steps:,} timesteps")
 
 
 def _train_folds(plan: WalkForwardPlan, run: _Run) -> list[dict[str, Any]]:
@@ -145,6 +164,19 @@ def _train_folds(plan: WalkForwardPlan, run: _Run) -> list[dict[str, Any]]:
         records.append(record)
         offset += int(record["timesteps"])
     return records
+
+
+def _final_test(plan: WalkForwardPlan, store: RunStore) -> dict[str, Any]:
+    """The test split, for the first and only time: after every fold has made its choice.
+    The run's model.zip (the last fold's) on every market's test split, per market and
+    pooled for several (:func:`~stevie_trainer.rl.train.test_markets`)."""
+    spec = plan.spec
+    real = plan.folds[-1].real(spec)
+    best = load_model(spec, storage.read_bytes(store.uri("model.zip")))
+    if not real.parts:
+        return test_backtest(real, best, store) | {"data": data_block(real)}
+    test, markets = test_markets(real, best, store)
+    return test | {"data": data_block(real), "test_markets": markets}
 
 
 def train_walk_forward(
@@ -167,22 +199,20 @@ def train_walk_forward(
         store.write_bytes(artifact, storage.read_bytes(last.store.uri(artifact)))
     if tb_local is None:
         upload_tree(tb_dir, store.uri("tensorboard"))
-    # The test split, for the first and only time: after every fold has made its choice.
-    real = Prepared(spec, plan.frame, plan.market, last.splits, plan.market, last.fold.train)
-    best = load_model(spec, storage.read_bytes(store.uri("model.zip")))
-    test = test_backtest(real, best, store)
+    test = _final_test(plan, store)
     summary = run_summary(records, walk_forward(spec))
     return {
         "status": "succeeded",
         "finished_at": iso_now(),
         "timesteps": summary.pop("timesteps"),
         "algorithm": spec.algorithm,
-        "data": {"uri": spec.data.uri, "name": plan.market.name},
+        "data": test["data"],
         "annualisation": test["annualisation"],
         **summary,
         "walk_forward": plan.describe(),
         "test_period": test["test_period"],
         "test": test["test"],
+        **({"test_markets": test["test_markets"]} if "test_markets" in test else {}),
         "augmentation": records[-1]["augmentation"],
         "curriculum": records[-1]["curriculum"],
         "artifacts": {
@@ -200,19 +230,32 @@ def train_walk_forward(
     }
 
 
+def _sharpe(block: dict[str, Any] | None) -> str:
+    sharpe = (block or {}).get("sharpe")
+    return "n/a" if sharpe is None else f"{sharpe:.2f}"
+
+
 def describe_folds(result: dict[str, Any]) -> str:
     """One line per fold and the score, for the end of a run's log."""
     wf = result["walk_forward"]
+    multi = "test_markets" in result
     lines = [
         f"walk-forward ({wf['folds']} {wf['scheme']} folds, score {wf['score']}): "
-        f"validation Sharpe {result['validation']['sharpe']:.2f}; the model is the last fold's"
+        f"validation Sharpe {result['validation']['sharpe']:.2f}"
+        + (" (pooled over markets)" if multi else "")
+        + "; the model is the last fold's"
     ]
     for f in result["validation_folds"]:
-        sharpe = (f["validation"] or {}).get("sharpe")
-        v = f["windows"]["validation"]
+        if not multi:
+            v = f["windows"]["validation"]
+            period = f"validation {v['first']} .. {v['last']}"
+            lines.append(f"  fold {f['fold'] + 1}: {period}, Sharpe {_sharpe(f['validation'])}")
+            continue
+        per_market = ", ".join(
+            f"{m} {_sharpe(block)}" for m, block in (f.get("validation_markets") or {}).items()
+        )
         lines.append(
-            f"  fold {f['fold'] + 1}: validation {v['first']} .. {v['last']}, Sharpe "
-            + ("n/a" if sharpe is None else f"{sharpe:.2f}")
+            f"  fold {f['fold'] + 1}: pooled Sharpe {_sharpe(f['validation'])} ({per_market})"
         )
     return "\n".join(lines)
 
