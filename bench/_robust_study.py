@@ -6,11 +6,10 @@ but in-process, so the bench needs no operator. Selection reads validation only 
 study's best trial); the test split is then touched once, by backtesting that trial's
 model beside buy-and-hold and the expert (``test_backtest``, a TrainingRun's test report).
 
-The luck of each selection: the study's own Deflated Sharpe Ratio for single-split studies
-(``overfitting_document``, what the HPO finish writes). For walk-forward studies the package
-gives none yet (luck.py: "fold validation windows are not pooled yet"), so this module
-computes one the same way over each trial's pooled fold validation returns (each fold's
-best model on its own window, concatenated): labelled as the bench's, not the package's.
+The luck of each selection: the study's own Deflated Sharpe Ratio (``overfitting_document``,
+what the HPO finish writes) for both arms; for walk-forward studies the package computes it
+over each trial's pooled fold validation returns (each fold's best model on its own window,
+concatenated in fold order, see :mod:`stevie_trainer.hpo.luck`).
 """
 
 from __future__ import annotations
@@ -21,8 +20,6 @@ import os
 import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from bench.hpo_efficiency import SEARCH_SPACE
 from stevie_api.hpo import HPOStudySpec
@@ -117,7 +114,7 @@ def select_and_test(spec: HPOStudySpec, study: Any, study_dir: Path) -> dict[str
 
     from stevie_trainer.common.artifacts import RunStore
     from stevie_trainer.env.prepare import prepare
-    from stevie_trainer.hpo.luck import evaluated_trials, overfitting_document
+    from stevie_trainer.hpo.luck import overfitting_document
     from stevie_trainer.hpo.study import best_trials, seed_spec, trial_spec
     from stevie_trainer.rl.agent import load_model
     from stevie_trainer.rl.train import test_backtest
@@ -137,11 +134,8 @@ def select_and_test(spec: HPOStudySpec, study: Any, study_dir: Path) -> dict[str
     prepared = prepare(run_spec)  # the same test split for both arms (data.split's)
     report = test_backtest(prepared, model, RunStore(str(study_dir)), plot="test_equity.png")
     bars_per_year = float(prepared.market.bars_per_year)
-    if spec.template.evaluation.walk_forward is None:
-        luck = overfitting_document(study, spec)
-        dsr, note = luck["deflated_sharpe"], "; ".join(luck["notes"])
-    else:
-        dsr, note = pooled_dsr(evaluated_trials(study), best.number, bars_per_year)
+    luck = overfitting_document(study, spec)
+    dsr, note = luck["deflated_sharpe"], "; ".join(luck["notes"])
     result = json.loads((seed_dir / "result.json").read_text())
     return {
         "trials": counts,
@@ -156,43 +150,3 @@ def select_and_test(spec: HPOStudySpec, study: Any, study_dir: Path) -> dict[str
         "dsr": dsr,
         "dsr_note": note,
     }
-
-
-def _pooled_returns(trial: Any) -> np.ndarray[Any, np.dtype[np.float64]] | None:
-    """A walk-forward trial's fold validation returns, concatenated in fold order (None
-    when a fold left none: a pruned or failed trial)."""
-    from stevie_trainer.hpo.luck import decode_returns
-
-    seed_dir = Path(str(trial.user_attrs.get("out"))) / "seed-0"
-    folds = sorted(seed_dir.glob("fold-*"), key=lambda p: int(p.name.split("-")[1]))
-    parts = [f / "validation_returns.npy" for f in folds]
-    if not parts or not all(p.is_file() for p in parts):
-        return None
-    return np.concatenate([decode_returns(p.read_bytes()) for p in parts])
-
-
-def pooled_dsr(trials: list[Any], best: int, bars_per_year: float) -> tuple[Any, str]:
-    """The selected walk-forward trial's DSR over its pooled fold validation returns: N =
-    every trial tried, the variance that of the trials' pooled per-bar Sharpes (ddof 1).
-    The trial was selected by the folds' mean (or lcb) Sharpe, so its pooled Sharpe is
-    the closest per-bar series to what was selected on, not the score itself."""
-    from stevie_trainer.evaluation.overfitting import deflated_sharpe_ratio, return_moments
-
-    moments = {}
-    for t in trials:
-        series = _pooled_returns(t)
-        if series is not None:
-            try:
-                moments[t.number] = return_moments(series)
-            except ValueError:
-                continue  # a constant series (never traded): no Sharpe, as luck.py skips it
-    how = "bench-computed over pooled fold validation returns (luck.py gives none for walkForward)"
-    if best not in moments or len(moments) < 2:
-        return None, f"DSR not computed: {len(moments)} trial(s) with pooled returns ({how})"
-    m = moments[best]
-    variance = float(np.var([x.sharpe for x in moments.values()], ddof=1))
-    dsr = deflated_sharpe_ratio(
-        m.sharpe, m.n_obs, n_trials=len(trials), trials_sr_variance=variance,
-        skew=m.skew, kurtosis=m.kurtosis,
-    )  # fmt: skip
-    return dsr.to_dict() | {"trial": best, "sentence": dsr.describe(bars_per_year)}, how

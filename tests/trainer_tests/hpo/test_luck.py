@@ -114,7 +114,10 @@ def test_one_trial_is_not_deflated_and_has_no_pbo(tmp_path: Path) -> None:
     assert "DSR not computed" in text and "PBO not computed" in text
 
 
-def test_walk_forward_studies_say_why_they_are_not_deflated(tmp_path: Path) -> None:
+def test_walk_forward_trials_without_fold_returns_are_not_deflated(tmp_path: Path) -> None:
+    # Trials that left no folder (no trial.json, no fold returns): they count as tried, but
+    # there is no pooled series to deflate or to run CSCV over (the pooled case with stored
+    # fold returns is tests/trainer_tests/hpo/test_luck_pooled.py).
     spec = spec_of(template=template(evaluation={"evalFreq": 512, "walkForward": {"folds": 2}}))
     journal = str(tmp_path / "optuna.journal")
     study = open_study(spec, "s", journal)
@@ -123,4 +126,35 @@ def test_walk_forward_studies_say_why_they_are_not_deflated(tmp_path: Path) -> N
     finish_study(spec, "s", journal, str(tmp_path / "report"), log=quiet)
     doc = json.loads((tmp_path / "report" / "overfitting.json").read_text())
     assert doc["deflated_sharpe"] is None and doc["pbo"] is None
-    assert all("walk-forward" in note for note in doc["notes"])
+    assert doc["trials"] == 2 and "walk-forward" in doc["validation"]
+    dsr_note, pbo_note, *left_out = doc["notes"]
+    assert dsr_note.startswith("DSR not computed: 2 trial(s) tried, 0 with a pooled per-bar")
+    assert pbo_note.startswith("PBO not computed: 0 trial(s) stored per-bar pooled fold")
+    assert left_out == [f"trial {n} left out of the variance and PBO: it left no trial.json"
+                        for n in (0, 1)]  # fmt: skip
+
+
+def test_real_walk_forward_trials_are_deflated_over_their_pooled_fold_returns(
+    tmp_path: Path,
+) -> None:
+    # The files where the trial worker really leaves them (seed-0/fold-<j>/), read back.
+    wf_template = template(evaluation={"evalFreq": 512, "walkForward": {"folds": 2}})
+    spec = spec_of(template=wf_template, maxTrials=2)
+    journal = str(tmp_path / "optuna.journal")
+    study = open_study(spec, "s", journal)
+    pooled = {}
+    for asked in ask_trials(study, spec, 2, "s"):
+        out = tmp_path / asked.name
+        run_trial(spec, "s", journal, asked.number, str(out), log=quiet)
+        folds = [np.load(out / "seed-0" / f"fold-{j}" / "validation_returns.npy") for j in (0, 1)]
+        pooled[asked.number] = np.concatenate(folds)
+    finish_study(spec, "s", journal, str(tmp_path / "report"), log=quiet)
+    doc = json.loads((tmp_path / "report" / "overfitting.json").read_text())
+    best = doc["best_trial"]
+    sharpes = {n: float(np.mean(r) / np.std(r, ddof=1)) for n, r in pooled.items()}
+    dsr = doc["deflated_sharpe"]
+    assert dsr["n_obs"] == pooled[best].size and dsr["n_trials"] == 2
+    assert dsr["sharpe"] == pytest.approx(sharpes[best], rel=1e-9)
+    variance = float(np.var(list(sharpes.values()), ddof=1))
+    assert dsr["trials_sr_variance"] == pytest.approx(variance, rel=1e-9)
+    assert doc["pbo"]["trials"] == [0, 1] and doc["pbo"]["bars"] == pooled[best].size

@@ -5,7 +5,8 @@ The study's finish Job runs it, on a cluster and in ``stevie run`` alike:
 1. if spec.significance.enabled: the best configuration against the default one over fresh
    seeds, under ``<out>/significance/`` (``significance.json`` there);
 2. how much is luck: the best trial's Deflated Sharpe Ratio and the study's PBO from the
-   trials' stored validation returns (:mod:`stevie_trainer.hpo.luck`);
+   trials' stored validation returns (pooled over the folds for walk-forward), and the
+   spread of the best trial's per-seed validation Sharpes (:mod:`stevie_trainer.hpo.luck`);
 3. the report in ``<out>``: optimization_results.json, best_hyperparameters.json,
    optimization_report.txt, overfitting.json and the plots.
 
@@ -90,8 +91,10 @@ def finish_study(
         folder = storage.join(out, SIGNIFICANCE_DIR)
         significance = significance_for(spec, dict(best.params), folder, log)
     from stevie_trainer.hpo.luck import overfitting_document
+    from stevie_trainer.hpo.seeds import spread_line
 
     luck = overfitting_document(study, spec)
+    log(spread_line(best.number, luck["seed_spread"]))
     for note in luck["notes"]:
         log(f"overfitting: {note}")
     uris = write_report(study, spec, out, study_name, significance=significance, overfitting=luck)

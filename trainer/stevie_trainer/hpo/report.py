@@ -1,12 +1,14 @@
 """The outputs of an HPO study, in storage (any URI: folder or s3:// prefix).
 
 * ``optimization_results.json``: every trial (number, name, state, params, values,
-  intermediate values, duration, user attributes), counts, best trial(s), importances and
-  pruning savings;
+  intermediate values, duration, user attributes, the spread of its per-seed validation
+  Sharpes), counts, best trial(s) and the best trial's seed spread, importances and pruning
+  savings;
 * ``best_hyperparameters.json``: the best trial's parameters and the full hyperparameters
   of the template with them (the Pareto front too, multi-objective);
-* ``optimization_report.txt``: a human summary (best trials, parameter importances, pruning
-  savings, best vs default significance when given, how much is luck: DSR and PBO);
+* ``optimization_report.txt``: a human summary (best trials, the best trial's seed spread,
+  parameter importances, pruning savings, best vs default significance when given, how
+  much is luck: DSR and PBO);
 * ``overfitting.json``: the best trial's Deflated Sharpe Ratio and the study's PBO
   (:mod:`stevie_trainer.hpo.luck`), when given;
 * PNG plots: ``optimization_history.png``, ``param_importances.png`` and, with several
@@ -30,6 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from stevie_api.hpo import HPOStudySpec
 from stevie_trainer.common import storage
+from stevie_trainer.hpo.seeds import read_trial_json, seed_spread, spread_line
 from stevie_trainer.hpo.study import best_trials, trial_counts, trial_name, trial_spec
 
 __all__ = [
@@ -51,7 +54,8 @@ def _finite(value: float | None) -> float | None:
 
 
 def trial_record(trial: FrozenTrial, study_name: str) -> dict[str, Any]:
-    """One trial, JSON-safe."""
+    """One trial, JSON-safe; ``seed_spread`` from its trial.json
+    (:func:`stevie_trainer.hpo.seeds.seed_spread`: null when it left none)."""
     duration = trial.duration.total_seconds() if trial.duration is not None else None
     return {
         "number": trial.number,
@@ -68,6 +72,7 @@ def trial_record(trial: FrozenTrial, study_name: str) -> dict[str, Any]:
         ),
         "duration_seconds": None if duration is None else round(duration, 3),
         "user_attrs": dict(trial.user_attrs),
+        "seed_spread": seed_spread(read_trial_json(trial)),
     }
 
 
@@ -128,6 +133,8 @@ def results_document(study: optuna.Study, spec: HPOStudySpec, study_name: str) -
     """The content of optimization_results.json."""
     trials = study.get_trials(deepcopy=False)
     ranked = best_trials(study)
+    records = [trial_record(t, study_name) for t in trials]
+    spreads = {r["number"]: r["seed_spread"] for r in records}
     return {
         "study": study_name,
         "sampler": spec.sampler,
@@ -142,12 +149,13 @@ def results_document(study: optuna.Study, spec: HPOStudySpec, study_name: str) -
         },
         "counts": trial_counts(study).model_dump(),
         "best_trial": ranked[0].number if ranked else None,
+        "best_seed_spread": spreads.get(ranked[0].number) if ranked else None,
         "pareto_front": [t.number for t in ranked] if len(spec.objectives) > 1 else None,
         "pruning": pruning_savings(trials),
         "importances": param_importances(study, spec),
         "selection_note": "objectives are measured on the validation split; the test split "
         "is never used to select hyperparameters",
-        "trials": [trial_record(t, study_name) for t in trials],
+        "trials": records,
     }
 
 
@@ -215,6 +223,8 @@ def report_text(results: dict[str, Any], significance: dict[str, Any] | None = N
         values = ", ".join(_fmt(v) for v in t["values"])
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in t["params"].items())
         lines.append(f"  #{t['number']:<4} {t['name']}: {values}   {params}")
+    if results.get("best_trial") is not None:
+        lines.append("  " + spread_line(results["best_trial"], results.get("best_seed_spread")))
     lines.append("")
     imp = results["importances"]
     lines.append("Parameter importances:")

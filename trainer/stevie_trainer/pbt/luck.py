@@ -29,7 +29,6 @@ optuna-free (the interval worker writes the returns with :func:`encode_returns`)
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +43,7 @@ from stevie_trainer.evaluation.overfitting import (
     per_period_sharpe,
     return_moments,
 )
+from stevie_trainer.evaluation.returns_file import RETURNS_FILE, decode_returns, encode_returns
 from stevie_trainer.pbt.fitness import finite_float
 from stevie_trainer.pbt.state import Population
 
@@ -57,21 +57,7 @@ __all__ = [
     "overfitting_text",
 ]
 
-RETURNS_FILE = "validation_returns.npy"  # per interval: its model's per-bar validation returns
 F64 = npt.NDArray[np.float64]
-
-
-def encode_returns(returns: npt.ArrayLike) -> bytes:
-    """Per-bar returns as a .npy file (float64, 8 bytes a bar): the format of
-    :func:`stevie_trainer.hpo.luck.encode_returns`, which imports optuna (an interval must not)."""
-    buf = io.BytesIO()
-    np.save(buf, np.asarray(returns, dtype=np.float64), allow_pickle=False)
-    return buf.getvalue()
-
-
-def decode_returns(data: bytes) -> F64:
-    values = np.load(io.BytesIO(data), allow_pickle=False)
-    return np.asarray(values, dtype=np.float64).reshape(-1)
 
 
 @dataclass(frozen=True)

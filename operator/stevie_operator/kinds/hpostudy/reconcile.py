@@ -115,6 +115,9 @@ def _copy_summary(status: HPOStudyStatus, summary: HPOStudyStatus) -> None:
     for name in ("trials", "best_trial", "best_value", "best_values", "best_params", "top"):
         setattr(status, name, getattr(summary, name))
     status.pareto_front_size = summary.pareto_front_size
+    spread = status.best_seed_spread
+    if spread is not None and spread.trial != status.best_trial:
+        status.best_seed_spread = None  # the finish Job's, of a trial no longer the best
 
 
 def _trial_outcomes(name: str, observed: Observed, view: StudyView) -> list[tuple[int, str]]:
@@ -231,6 +234,7 @@ def _reported(
     outputs = observed.outputs or FinishOutputs()
     status.significance = outputs.significance
     status.overfitting = outputs.overfitting
+    status.best_seed_spread = outputs.seed_spread
     status.results_uri = outputs.results_uri
     status.report_uri = outputs.report_uri
     degraded = None

@@ -26,6 +26,7 @@ from stevie_api.hpo import (
     HPOStudy,
     HPOStudySpec,
     OverfittingStatus,
+    SeedSpreadStatus,
     SignificanceStatus,
     TrialCounts,
 )
@@ -210,6 +211,23 @@ def _overfitting(doc: dict[str, Any] | None) -> OverfittingStatus | None:
     )
 
 
+def _seed_spread(doc: dict[str, Any] | None) -> SeedSpreadStatus | None:
+    """overfitting.json's ``seed_spread`` (stevie_trainer.hpo.seeds, the best trial's) as
+    the status' bestSeedSpread; None if absent. A spread of one seed stays null, not 0."""
+    section = _section(doc or {}, "seed_spread")
+    if not section:
+        return None
+    std = finite(section.get("std"))
+    return SeedSpreadStatus(
+        trial=_count(section.get("trial")),
+        seeds=_count(section.get("seeds")) or 0,
+        sharpe_mean=finite(section.get("mean")),
+        sharpe_std=std if std is not None and std >= 0 else None,
+        sharpe_min=finite(section.get("min")),
+        sharpe_max=finite(section.get("max")),
+    )
+
+
 def read_outputs(folder: str, spec: HPOStudySpec) -> FinishOutputs:
     """What the finish Job wrote: significance.json (if enabled), the results and report."""
 
@@ -226,9 +244,11 @@ def read_outputs(folder: str, spec: HPOStudySpec) -> FinishOutputs:
         sentence = doc.get("sentence") if doc else None
     else:
         sentence = None
+    luck = read_json(storage.join(folder, OVERFITTING_FILE))
     return FinishOutputs(
         significance=significance,
-        overfitting=_overfitting(read_json(storage.join(folder, OVERFITTING_FILE))),
+        overfitting=_overfitting(luck),
+        seed_spread=_seed_spread(luck),
         sentence=sentence if isinstance(sentence, str) else None,
         results_uri=present(storage.join(folder, RESULTS_FILE)),
         report_uri=present(storage.join(folder, REPORT_FILE)),

@@ -10,6 +10,7 @@ from stevie_api.hpo import (
     HPOStudy,
     HPOStudyStatus,
     OverfittingStatus,
+    SeedSpreadStatus,
     SignificanceStatus,
     TrialCounts,
 )
@@ -54,6 +55,7 @@ class FinishOutputs:
 
     significance: SignificanceStatus | None = None
     overfitting: OverfittingStatus | None = None
+    seed_spread: SeedSpreadStatus | None = None  # the best trial's, from overfitting.json
     sentence: str | None = None
     results_uri: str | None = None
     report_uri: str | None = None
