@@ -24,32 +24,43 @@ from typing import Any
 from bench.hpo_efficiency import SEARCH_SPACE
 from stevie_api.hpo import HPOStudySpec
 
+COST_SPACE: dict[str, Any] = {
+    "env.minHoldBars": {"type": "int", "low": 0, "high": 16},
+    "env.turnoverPenalty": {"type": "float", "low": 0.0, "high": 0.002},
+}
+"""Issue 13's cost-aware acting rules, searched beside the PPO space: a minimum holding
+period and a reward-only turnover penalty (0.002 = 20 bps felt on every trade). The
+no-trade band is left out: with the default short/flat/long targets every order moves the
+weight by at least 1, so any band below 1 changes nothing but rebalancing."""
+
 
 def study_doc(
-    uri: str, *, steps: int, trials: int, seed: int, sampler: str, episode: int,
-    walk_forward: dict[str, Any] | None,
+    uri: str | list[dict[str, str]], *, steps: int, trials: int, seed: int, sampler: str,
+    episode: int, walk_forward: dict[str, Any] | None, n_envs: int = 8,
 ) -> dict[str, Any]:  # fmt: skip
-    """The HPOStudy spec of one arm. Both arms share everything but ``walkForward``; no
-    pruner, so every trial trains its full budget (walk-forward splits it over the folds).
-    evalFreq gives each agent (the run's, or each fold's) up to 8 evaluations."""
+    """The HPOStudy spec of one arm. Every arm shares everything but ``walkForward`` and
+    the data (``uri``: one market; a list: ``data.markets``, with ``n_envs`` environments
+    shared among them); no pruner, so every trial trains its full budget (walk-forward
+    splits it over the folds). evalFreq gives each agent (the run's, or each fold's) up to
+    8 evaluations."""
     folds = int(walk_forward["folds"]) if walk_forward else 1
     # At least one rollout (nEnvs 8 x nSteps <= 512) before the first evaluation, so no arm
     # can pick the untrained initial policy (the same in every trial, seeds being equal).
-    evaluation: dict[str, Any] = {"evalFreq": max(4096, steps // folds // 8)}
+    evaluation: dict[str, Any] = {"evalFreq": max(512 * n_envs, steps // folds // 8)}
     if walk_forward:
         evaluation["walkForward"] = walk_forward
     return {
         "template": {
-            "data": {"uri": uri},
+            "data": {"uri": uri} if isinstance(uri, str) else {"markets": uri},
             "env": {"episodeLength": episode},
             "ppo": {"nSteps": 256, "batchSize": 256, "nEpochs": 4},
             "policy": {"netArch": [64, 64]},
             "totalTimesteps": steps,
-            "nEnvs": 8,
+            "nEnvs": n_envs,
             "seed": seed,
             "evaluation": evaluation,
         },
-        "searchSpace": SEARCH_SPACE,
+        "searchSpace": SEARCH_SPACE | COST_SPACE,
         "sampler": sampler,
         "pruner": "none",
         "startupTrials": min(trials, 5),
@@ -117,7 +128,7 @@ def select_and_test(spec: HPOStudySpec, study: Any, study_dir: Path) -> dict[str
     from stevie_trainer.hpo.luck import overfitting_document
     from stevie_trainer.hpo.study import best_trials, seed_spec, trial_spec
     from stevie_trainer.rl.agent import load_model
-    from stevie_trainer.rl.train import test_backtest
+    from stevie_trainer.rl.train import test_backtest, test_markets
 
     trials = study.get_trials(deepcopy=False)
     counts = {s.name.lower(): n for s in TrialState if (n := sum(t.state == s for t in trials))}
@@ -131,9 +142,14 @@ def select_and_test(spec: HPOStudySpec, study: Any, study_dir: Path) -> dict[str
     run_spec = seed_spec(trial_spec(spec, dict(best.params))[0], 0)
     seed_dir = Path(best.user_attrs["out"]) / "seed-0"
     model = load_model(run_spec, (seed_dir / "model.zip").read_bytes())
-    prepared = prepare(run_spec)  # the same test split for both arms (data.split's)
-    report = test_backtest(prepared, model, RunStore(str(study_dir)), plot="test_equity.png")
-    bars_per_year = float(prepared.market.bars_per_year)
+    prepared = prepare(run_spec)  # the same test split for every arm (data.split's)
+    store = RunStore(str(study_dir))
+    markets: dict[str, Any] = {}
+    if prepared.parts:  # data.markets: each market's own test report, and the pooled one
+        report, markets = test_markets(prepared, model, store)
+    else:
+        report = test_backtest(prepared, model, store, plot="test_equity.png")
+    bars_per_year = report["annualisation"]["bars_per_year"]
     luck = overfitting_document(study, spec)
     dsr, note = luck["deflated_sharpe"], "; ".join(luck["notes"])
     result = json.loads((seed_dir / "result.json").read_text())
@@ -149,4 +165,8 @@ def select_and_test(spec: HPOStudySpec, study: Any, study_dir: Path) -> dict[str
         "bars_per_year": bars_per_year,
         "dsr": dsr,
         "dsr_note": note,
+        "test_markets": {
+            name: {k: m[k] for k in ("test", "test_period", "annualisation")}
+            for name, m in markets.items()
+        },
     }
