@@ -4,6 +4,7 @@ backtest, while each member alone keeps its own; in report.json and ensemble.jso
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -126,6 +127,11 @@ def test_the_rules_reach_the_report_and_the_served_document(
     assert report["inputs"]["spec"]["noTradeBand"] == BAND
     table = (tmp_path / "out" / "table.txt").read_text()
     assert f"no-trade band {BAND:g} and minimum hold {HOLD} bars" in table
+    # decisions.jsonl logs the vote (target) and what the account held under the rules:
+    # the vote, or the last one held while a rule keeps it; the rules did keep some
+    rows = [json.loads(line) for line in (tmp_path / "out" / "decisions.jsonl").open()]
+    assert all(r["held"] in (r["target"], p["held"]) for p, r in itertools.pairwise(rows))
+    assert any(r["held"] != r["target"] for r in rows)
     doc = json.loads((tmp_path / "out" / "ensemble.json").read_text())
     assert (doc["noTradeBand"], doc["minHoldBars"]) == (BAND, HOLD)
     served = from_document(doc)

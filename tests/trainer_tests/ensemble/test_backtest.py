@@ -240,6 +240,8 @@ def test_outputs_are_written_and_ensemble_json_decides_as_the_backtest(
     lines = (backtest_out / "decisions.jsonl").read_text().splitlines()
     assert len(lines) == report["splits"]["test"]["period"]["decisions"]
     first = json.loads(lines[0])
+    # no acting rules here: every vote is held ("held": see test_acting_rules)
+    assert all(json.loads(line)["held"] == json.loads(line)["target"] for line in lines)
     assert set(first["votes"]) == set(NAMES) and first["time"].startswith(
         report["splits"]["test"]["period"]["first_decision"][:10]
     )

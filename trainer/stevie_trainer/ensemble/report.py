@@ -158,13 +158,17 @@ def build_report(
     return report
 
 
-def decision_line(record: Record, names: Sequence[str], grid: Sequence[float]) -> dict[str, Any]:
-    """One line of decisions.jsonl."""
+def decision_line(
+    record: Record, names: Sequence[str], grid: Sequence[float], held: float
+) -> dict[str, Any]:
+    """One line of decisions.jsonl: the vote (``target``) and what the account then held
+    (``held``: the vote's target unless noTradeBand or minHoldBars kept the last one)."""
     d = record.decision
     return {
         "bar": record.bar,
         "time": record.time.isoformat(),
         "target": d.level,
+        "held": held,
         "confidence": d.confidence,
         "consensus": d.consensus,
         "votes": dict(zip(names, d.votes, strict=True)),
@@ -350,7 +354,13 @@ def write_outputs(
     ens = bt.ensemble
     test = bt.splits["test"]
     grid = [float(g) for g in ens.grid]
-    lines = [json.dumps(decision_line(r, ens.names, grid)) + "\n" for r in test.decisions]
+    held = test.episodes[ENSEMBLE].targets
+    if len(held) != len(test.decisions):
+        raise RuntimeError(f"{len(test.decisions)} decisions but {len(held)} steps held")
+    lines = [
+        json.dumps(decision_line(r, ens.names, grid, float(h))) + "\n"
+        for r, h in zip(test.decisions, held, strict=True)
+    ]
     what = f"{bt.label}, test split"
     note = bt.annualisation_note
     doc = document(
