@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._robust_study import run_study
+from bench._robust_study import COST_SPACE, run_study
 from bench.hpo_efficiency import SEARCH_SPACE
 from stevie_api import API_VERSION
 
@@ -121,10 +121,11 @@ def template(uri: str, steps: int, seed: int) -> dict[str, Any]:
 
 
 def hpo_doc(uri: str, *, steps: int, trials: int, seed: int) -> dict[str, Any]:
-    """The HPOStudy spec: TPE over SEARCH_SPACE, no pruner (every trial trains its budget)."""
+    """The HPOStudy spec: TPE over SEARCH_SPACE and the cost-aware rules (COST_SPACE, as
+    robust_selection searches), no pruner (every trial trains its budget)."""
     return {
         "template": template(uri, steps, seed),
-        "searchSpace": SEARCH_SPACE,
+        "searchSpace": SEARCH_SPACE | COST_SPACE,
         "sampler": "tpe",
         "pruner": "none",
         "startupTrials": min(trials, 5),
