@@ -86,9 +86,11 @@ class EnvSpec(StevieModel):
         description="Trade scheme: largest absolute position, as a fraction of equity.",
     )
     allow_short: bool = Field(
-        default=True,
-        description="Allow short positions; when false, the target scheme drops its negative "
-        "levels and the trade scheme cannot sell below flat.",
+        default=False,
+        description="Allow short positions; when false (the default: long/flat only), the "
+        "target scheme drops its negative levels and the trade scheme cannot sell below "
+        "flat. Off by default because bench/defaults.py chose long/flat by validation: "
+        "shorts pay borrowBps and, on these markets, lost more than they hedged.",
     )
     fee_bps: float = Field(
         default=10.0,
@@ -132,9 +134,10 @@ class EnvSpec(StevieModel):
         "or drift, no rebalancing trade is smaller than the band.",
     )
     min_hold_bars: int = Field(
-        default=0,
+        default=8,
         ge=0,
-        description="Minimum holding period in bars (0 = off). After a bar whose order "
+        description="Minimum holding period in bars (0 = off; 8 by default, chosen by "
+        "bench/defaults.py on validation with long/flat). After a bar whose order "
         "changed the target (opened, resized, reversed or closed a position), the next "
         "minHoldBars decisions cannot change it: each action counts as keeping the current "
         "target, so every target is held for at least minHoldBars + 1 bars. Going flat "

@@ -63,7 +63,8 @@ def test_market_defaults() -> None:
     assert env.features == ["log_return", "rsi", "ma_fast_ratio", "ma_slow_ratio", "volatility"]
     assert (env.rsi_period, env.ma_fast, env.ma_slow, env.volatility_window) == (14, 10, 30, 20)
     assert env.action_scheme == "target" and env.positions == [-1.0, 0.0, 1.0]
-    assert (env.trade_size, env.max_position, env.allow_short) == (0.5, 1.0, True)
+    assert (env.trade_size, env.max_position, env.allow_short) == (0.5, 1.0, False)
+    assert (env.no_trade_band, env.min_hold_bars, env.turnover_penalty) == (0.0, 8, 0.0)
     assert (env.fee_bps, env.slippage_bps) == (10.0, 5.0)
     assert (env.reward, env.reward_scale, env.drawdown_penalty) == ("log_return", 100.0, 1.0)
     assert (env.sharpe_eta, env.episode_length) == (0.01, 1000)

@@ -2,7 +2,9 @@
 
 The simulator against the independent ledger (support.ledger) with each rule alone and all
 together, in both action schemes and every rebalance mode, on synthetic and real bars; then
-what each rule promises on its own, and that the defaults are the old arithmetic exactly.
+what each rule promises on its own, and that with the rules off it is the old arithmetic
+exactly. Shorts and no hold unless a test sets one (support.mechanics), as before the
+long/flat, 8-bar-hold defaults.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from stevie_trainer.env.trading import TradingEnv
 from support.bars import bars, switching
 from support.data import MarketFiles
 from support.ledger import Ledger
+from support.mechanics import mechanics_spec
 
 LEVELS = [-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0]
 
@@ -117,13 +120,13 @@ def changes(run: Run) -> int:
 def test_rules_match_the_ledger_on_synthetic_bars(rule: str, rebalance: str, scheme: str) -> None:
     common = {"positions": LEVELS, "borrow_bps": 800.0, "action_scheme": scheme,
               "trade_size": 0.25, **REBALANCE[rebalance]}  # fmt: skip
-    spec = EnvSpec(**common, **RULES[rule])
+    spec = mechanics_spec(**common, **RULES[rule])
     frame = bars(seed=7)
     actions = actions_for(spec, 450, seed=3)
     run = drive(frame, spec, actions)
     check_against_ledger(spec, run)
     assert len(run.sim) > 100
-    free = drive(frame, EnvSpec(**common), actions)
+    free = drive(frame, mechanics_spec(**common), actions)
     if spec.no_trade_band:  # it refused orders the free run placed (rebalancing ones too)
         assert trades(run) < trades(free)
     if spec.min_hold_bars:  # it refused target changes the free run made
@@ -141,7 +144,7 @@ def test_rules_match_the_ledger_on_synthetic_bars(rule: str, rebalance: str, sch
 @pytest.mark.parametrize("name", ["BTCUSDT_1h.csv", "SPY_1d.csv"])
 def test_rules_match_the_ledger_on_real_bars(market: MarketFiles, name: str, rule: str) -> None:
     frame = load_ohlcv(market.uri(name)).iloc[:3000]
-    spec = EnvSpec(positions=LEVELS, rebalance="drift", **RULES[rule])
+    spec = mechanics_spec(positions=LEVELS, rebalance="drift", **RULES[rule])
     run = drive(frame, spec, [LEVELS.index(x) for x in switching(2900, LEVELS, seed=2, hold=8)])
     check_against_ledger(spec, run)
     assert len(run.sim) > 2000
@@ -152,8 +155,8 @@ def test_rules_match_the_ledger_on_real_bars(market: MarketFiles, name: str, rul
 def test_a_band_wider_than_any_order_never_trades_after_the_entry(
     scheme: str, rebalance: str
 ) -> None:
-    spec = EnvSpec(positions=LEVELS, action_scheme=scheme, no_trade_band=5.0,
-                   **REBALANCE[rebalance])  # fmt: skip
+    spec = mechanics_spec(positions=LEVELS, action_scheme=scheme, no_trade_band=5.0,
+                          **REBALANCE[rebalance])  # fmt: skip
     actions = actions_for(spec, 450, seed=4)
     run = drive(bars(seed=8), spec, actions)
     check_against_ledger(spec, run)
@@ -165,7 +168,9 @@ def test_a_band_wider_than_any_order_never_trades_after_the_entry(
 @pytest.mark.parametrize("k", [1, 4, 15])
 @pytest.mark.parametrize("scheme", ["target", "trade"])
 def test_min_hold_never_changes_the_target_within_k_bars(scheme: str, k: int) -> None:
-    spec = EnvSpec(positions=LEVELS, action_scheme=scheme, min_hold_bars=k, rebalance="always")
+    spec = mechanics_spec(
+        positions=LEVELS, action_scheme=scheme, min_hold_bars=k, rebalance="always"
+    )
     rng = np.random.default_rng(k)
     actions = [int(a) for a in rng.integers(0, 7 if scheme == "target" else 3, size=450)]
     run = drive(bars(seed=9), spec, actions)
@@ -181,8 +186,8 @@ def test_min_hold_never_changes_the_target_within_k_bars(scheme: str, k: int) ->
 
 def test_a_hold_never_holds_back_a_margin_close_out() -> None:
     frame = bars(n=400, seed=3, drift=0.004)  # a rally a full short does not survive
-    held = drive(frame, EnvSpec(min_hold_bars=10_000, no_trade_band=5.0), [0] * 390)
-    free = drive(frame, EnvSpec(), [0] * 390)
+    held = drive(frame, mechanics_spec(min_hold_bars=10_000, no_trade_band=5.0), [0] * 390)
+    free = drive(frame, mechanics_spec(), [0] * 390)
     assert len(held.sim) == len(free.sim) < 300 and held.sim == free.sim
     assert held.targets[-1] == 0.0 and held.ledger[-1, L_TARGET] == 0.0
 
@@ -198,7 +203,7 @@ def test_the_turnover_penalty_on_hand_computed_steps(reward: str) -> None:
     q, k = 0.002, 15e-4
     rewards = {}
     for pen in (0.0, q):
-        spec = EnvSpec(reward=reward, borrow_bps=0.0, turnover_penalty=pen)
+        spec = mechanics_spec(reward=reward, borrow_bps=0.0, turnover_penalty=pen)
         env = TradingEnv(MarketData.from_frame(price, spec), spec, mode="eval")
         env.reset()
         rewards[pen] = [env.step(a)[1] for a in (2, 2, 0)]
@@ -234,8 +239,9 @@ def docstring_equity(
     return out
 
 
-def test_the_defaults_are_the_old_arithmetic_exactly() -> None:
-    spec = EnvSpec(positions=LEVELS, maintenance_margin=0.0)
+def test_the_rules_off_are_the_old_arithmetic_exactly() -> None:
+    """The band and the penalty are off by default; the hold (8 by default) is turned off."""
+    spec = mechanics_spec(positions=LEVELS, maintenance_margin=0.0)
     assert (spec.no_trade_band, spec.min_hold_bars, spec.turnover_penalty) == (0.0, 0, 0.0)
     frame = bars(seed=11)
     targets = switching(450, LEVELS, seed=5, hold=4)

@@ -1,5 +1,6 @@
 """The cost rules on every path through the kernel: the batched env, the compiled evaluation
-loop and the baselines (the expert acts through the env's action scheme, so it obeys them)."""
+loop and the baselines (the expert acts through the env's action scheme, so it obeys them).
+Shorts allowed, and no hold but the rules' own (support.mechanics)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from stevie_api.market import EnvSpec, ExpertSpec
+from stevie_api.market import ExpertSpec
 from stevie_trainer.env.accounts import Accounts
 from stevie_trainer.env.kernel import EQUITY, L_TARGET, L_TRADED, LEDGER_COLUMNS
 from stevie_trainer.env.market import MarketData, sim_params
@@ -20,14 +21,15 @@ from stevie_trainer.evaluation.baselines import make_baseline
 from stevie_trainer.evaluation.episode import run_policy
 from stevie_trainer.evaluation.fastpolicy import GreedyMLP, run_episode
 from support.bars import bars
+from support.mechanics import mechanics_spec
 
 RULES = {"no_trade_band": 0.3, "min_hold_bars": 5, "turnover_penalty": 0.003}
 SPECS = {
-    "target-log": EnvSpec(episode_length=40, positions=[-1.0, -0.5, 0.0, 0.5, 1.0], **RULES),
-    "target-dsr-always": EnvSpec(
+    "target-log": mechanics_spec(episode_length=40, positions=[-1.0, -0.5, 0.0, 0.5, 1.0], **RULES),
+    "target-dsr-always": mechanics_spec(
         episode_length=40, reward="differential_sharpe", rebalance="always", **RULES
     ),
-    "trade-dd-drift": EnvSpec(
+    "trade-dd-drift": mechanics_spec(
         episode_length=40,
         action_scheme="trade",
         reward="drawdown_penalized",
@@ -110,7 +112,7 @@ def test_the_expert_obeys_the_band_and_the_hold(frame: pd.DataFrame) -> None:
     k = 6
     episodes = {}
     for label, rules in (("free", {}), ("rules", {"min_hold_bars": k, "no_trade_band": 0.3})):
-        spec = EnvSpec(**rules)
+        spec = mechanics_spec(**rules)
         market = MarketData.from_frame(frame, spec)
         for policy in ("expert", "buy-and-hold"):
             baseline = make_baseline(policy, market.features.indicators, ExpertSpec())

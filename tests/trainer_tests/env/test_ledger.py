@@ -2,6 +2,7 @@
 
 Every position kind (long, fractional, short; held, always rebalanced, rebalanced on drift)
 must give the simulator's equity at every close to 1e-9, on synthetic and on real bars.
+Shorts allowed and no minimum hold (support.mechanics): the accounting, not the defaults.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from stevie_trainer.evaluation.episode import round_trips
 from support.bars import bars, switching
 from support.data import MarketFiles
 from support.ledger import Ledger
+from support.mechanics import mechanics_spec
 
 LEVELS = [-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0]
 
@@ -69,7 +71,7 @@ REBALANCE: list[dict[str, Any]] = [
 def test_simulator_matches_the_ledger_on_synthetic_bars(
     kind: str, rebalance: dict[str, Any]
 ) -> None:
-    spec = EnvSpec(positions=LEVELS, borrow_bps=800.0, **rebalance)
+    spec = mechanics_spec(positions=LEVELS, borrow_bps=800.0, **rebalance)
     frame = bars(seed=hash(kind) % 1000)
     targets = switching(450, KINDS[kind], seed=1) if kind == "mixed" else KINDS[kind] * 450
     sim, book, env = run_both(frame, spec, targets)
@@ -86,14 +88,14 @@ def test_simulator_matches_the_ledger_on_real_bars(
     market: MarketFiles, name: str, rebalance: dict[str, Any]
 ) -> None:
     frame = load_ohlcv(market.uri(name)).iloc[:3000]
-    spec = EnvSpec(positions=LEVELS, **rebalance)
+    spec = mechanics_spec(positions=LEVELS, **rebalance)
     sim, book, _ = run_both(frame, spec, switching(2900, LEVELS, seed=2, hold=40))
     np.testing.assert_allclose(sim, book, rtol=0, atol=1e-9)
 
 
 def test_a_held_short_in_a_rally_is_closed_out_at_the_maintenance_margin() -> None:
     frame = bars(n=400, seed=3, drift=0.004)  # prices about x4 over the series
-    spec = EnvSpec(borrow_bps=500.0, maintenance_margin=0.3)
+    spec = mechanics_spec(borrow_bps=500.0, maintenance_margin=0.3)
     sim, book, env = run_both(frame, spec, [-1.0] * 390)
     np.testing.assert_allclose(sim, book, rtol=0, atol=1e-9)
     assert len(sim) < 300  # the episode ended at the close-out
@@ -104,7 +106,7 @@ def test_a_held_short_in_a_rally_is_closed_out_at_the_maintenance_margin() -> No
 
 def test_without_margin_a_short_runs_until_equity_is_gone() -> None:
     frame = bars(n=400, seed=3, drift=0.004)
-    spec = EnvSpec(maintenance_margin=0.0, borrow_bps=0.0)
+    spec = mechanics_spec(maintenance_margin=0.0, borrow_bps=0.0)
     sim, book, _ = run_both(frame, spec, [-1.0] * 390)
     assert sim[-1] == pytest.approx(1e-6) and book[-1] <= 0.0  # BUST; the ledger's is <= 0
     np.testing.assert_allclose(sim[:-1], book[:-1], rtol=0, atol=1e-9)
@@ -115,7 +117,7 @@ def test_borrow_is_charged_per_bar_on_the_short_notional() -> None:
         {"open": 50.0, "high": 50.0, "low": 50.0, "close": 50.0},
         index=pd.date_range("2024-01-01", periods=400, freq="1D", tz="UTC"),
     )
-    spec = EnvSpec(fee_bps=0, slippage_bps=0, borrow_bps=365.0)
+    spec = mechanics_spec(fee_bps=0, slippage_bps=0, borrow_bps=365.0)
     market = MarketData.from_frame(flat, spec)
     env = TradingEnv(market, spec, mode="eval")
     env.reset()
@@ -132,7 +134,7 @@ def test_only_a_changed_target_or_the_rebalance_rule_trades() -> None:
     frame = bars(n=600, seed=4)
     traded: dict[str, np.ndarray] = {}
     for mode in ("never", "always", "drift"):
-        spec = EnvSpec(positions=LEVELS, rebalance=mode, rebalance_drift=0.02)
+        spec = mechanics_spec(positions=LEVELS, rebalance=mode, rebalance_drift=0.02)
         env = TradingEnv(MarketData.from_frame(frame, spec), spec, mode="eval")
         env.reset()
         done = False
@@ -151,7 +153,7 @@ def test_only_a_changed_target_or_the_rebalance_rule_trades() -> None:
 
 def test_trades_still_compound_to_the_final_equity_with_drift_and_close_outs() -> None:
     frame = bars(n=800, seed=5, drift=0.001)
-    spec = EnvSpec(positions=LEVELS, borrow_bps=800.0, rebalance="drift")
+    spec = mechanics_spec(positions=LEVELS, borrow_bps=800.0, rebalance="drift")
     _, _, env = run_both(frame, spec, switching(790, LEVELS, seed=6, hold=10))
     trades = round_trips(np.asarray(env.ledger))
     assert len(trades) > 10

@@ -18,6 +18,7 @@ from stevie_trainer.env.market import MarketData
 from stevie_trainer.env.trading import TradingEnv
 from stevie_trainer.env.vec import VecTradingEnv
 from stevie_trainer.evaluation.episode import round_trips
+from support.mechanics import mechanics_spec
 
 
 def random_walk(n: int = 600, seed: int = 0, gap: float = 0.002) -> pd.DataFrame:
@@ -36,13 +37,15 @@ def random_walk(n: int = 600, seed: int = 0, gap: float = 0.002) -> pd.DataFrame
     )
 
 
+# The mechanics under shorts and no hold (support.mechanics), and the defaults as they are.
 SPECS = {
-    "target-log": EnvSpec(episode_length=40),
-    "target-dsr": EnvSpec(episode_length=40, reward="differential_sharpe"),
-    "trade-dd": EnvSpec(
+    "defaults": EnvSpec(episode_length=40),
+    "target-log": mechanics_spec(episode_length=40),
+    "target-dsr": mechanics_spec(episode_length=40, reward="differential_sharpe"),
+    "trade-dd": mechanics_spec(
         episode_length=40, action_scheme="trade", reward="drawdown_penalized", trade_size=0.5
     ),
-    "target-levels-volume": EnvSpec(
+    "target-levels-volume": mechanics_spec(
         episode_length=40,
         positions=[-1.0, -0.5, 0.0, 0.5, 1.0],
         features=[
@@ -73,7 +76,7 @@ def test_env_passes_gymnasium_and_sb3_checkers(frame: pd.DataFrame, name: str) -
 
 
 def test_observations_are_fresh_arrays_a_user_may_keep(frame: pd.DataFrame) -> None:
-    spec = EnvSpec(episode_length=40)
+    spec = mechanics_spec(episode_length=40)
     env = TradingEnv(MarketData.from_frame(frame, spec), spec)
     first, _ = env.reset(seed=0)
     kept = first.copy()
@@ -128,7 +131,7 @@ def test_round_trip_at_constant_prices_costs_exactly_two_fills() -> None:
         {"open": 50.0, "high": 50.0, "low": 50.0, "close": 50.0},
         index=pd.date_range("2024-01-01", periods=n, freq="1D", tz="UTC"),
     )
-    spec = EnvSpec(fee_bps=10, slippage_bps=5)
+    spec = mechanics_spec(fee_bps=10, slippage_bps=5)
     env = TradingEnv(MarketData.from_frame(flat, spec), spec, mode="eval")
     env.reset()
     long, flat_action = 2, 1
@@ -164,7 +167,7 @@ def test_features_use_no_future_data(frame: pd.DataFrame) -> None:
 
 
 def test_observation_is_the_past_window_plus_account_state(frame: pd.DataFrame) -> None:
-    spec = EnvSpec(window=8)
+    spec = mechanics_spec(window=8)
     market = MarketData.from_frame(frame, spec)
     env = TradingEnv(market, spec, mode="eval")
     obs, _ = env.reset()
@@ -176,7 +179,7 @@ def test_observation_is_the_past_window_plus_account_state(frame: pd.DataFrame) 
 
 
 def test_eval_mode_is_one_full_pass_and_train_mode_random_windows(frame: pd.DataFrame) -> None:
-    spec = EnvSpec(episode_length=50)
+    spec = mechanics_spec(episode_length=50)
     market = MarketData.from_frame(frame, spec)
     bounds = (300, 500)
     ev = TradingEnv(market, spec, bounds=bounds, mode="eval")
@@ -197,7 +200,9 @@ def test_eval_mode_is_one_full_pass_and_train_mode_random_windows(frame: pd.Data
 
 
 def test_trade_scheme_respects_position_limits(frame: pd.DataFrame) -> None:
-    spec = EnvSpec(action_scheme="trade", trade_size=0.5, max_position=1.0, allow_short=False)
+    spec = mechanics_spec(
+        action_scheme="trade", trade_size=0.5, max_position=1.0, allow_short=False
+    )
     env = TradingEnv(MarketData.from_frame(frame, spec), spec, mode="eval")
     env.reset()
     seen = []
@@ -224,7 +229,7 @@ def test_bust_terminates_the_episode() -> None:
         {"open": close, "high": close, "low": close, "close": close},
         index=pd.date_range("2024-01-01", periods=n, freq="1h", tz="UTC"),
     )
-    spec = EnvSpec()
+    spec = mechanics_spec()
     env = TradingEnv(MarketData.from_frame(frame, spec), spec, mode="eval")
     env.reset()
     term = False

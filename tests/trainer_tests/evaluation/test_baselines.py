@@ -17,6 +17,7 @@ from stevie_trainer.env.trading import TradingEnv
 from stevie_trainer.evaluation.baselines import ExpertPolicy, expert_targets
 from stevie_trainer.evaluation.episode import run_policy
 from support.data import MarketFiles
+from support.mechanics import mechanics_spec
 
 SPEC = ExpertSpec()  # RSI 30/70, stop loss 5%, take profit 10%, shorts allowed
 
@@ -124,7 +125,7 @@ def test_the_expert_in_the_simulator_exits_at_the_first_close_past_its_stop_or_t
     frame = pd.DataFrame(
         {"open": open_, "high": np.maximum(open_, close), "low": np.minimum(open_, close),
          "close": close}, index=index)  # fmt: skip
-    spec = EnvSpec()
+    spec = mechanics_spec()  # no hold: the stop is 5 bars away
     mkt = MarketData.from_frame(frame, spec)
     rsi = np.full(n, 50.0)
     rsi[signal] = 25.0  # oversold, with the fast MA above the slow one: a full-size buy
@@ -196,7 +197,7 @@ def test_observations_reached_by_stepping_do_not_depend_on_future_bars(
     """Step the env with the same actions over a series and over the same series with its
     future replaced: every observation up to the cut is identical, bit for bit."""
     frame = load_ohlcv(market.uri("BTCUSDT_1h.csv")).iloc[:2000]
-    spec = EnvSpec(positions=[-1.0, -0.5, 0.0, 0.5, 1.0], rebalance="drift")
+    spec = mechanics_spec(positions=[-1.0, -0.5, 0.0, 0.5, 1.0], rebalance="drift")
     cut = 1500
     actions = np.random.default_rng(0).integers(0, 5, size=2000)
 

@@ -14,11 +14,13 @@ from stevie_trainer.env.prepare import Prepared, prepare
 from stevie_trainer.env.vec import VecTradingEnv
 from stevie_trainer.evaluation.episode import run_policy
 from stevie_trainer.rl.agent import AgentPolicy, build_model, greedy_mlp
+from support.mechanics import MECHANICS_DOC
 from support.specs import template
 
 
 def trained(algorithm: str, activation: str = "tanh") -> tuple[BaseAlgorithm, Prepared]:
     doc = template(algorithm=algorithm, policy={"netArch": [16, 16], "activation": activation})
+    doc["env"] |= MECHANICS_DOC  # shorts and no hold: a second's training trades under them
     if algorithm == "DQN":
         del doc["ppo"]
         doc["dqn"] = {"learningStarts": 64}

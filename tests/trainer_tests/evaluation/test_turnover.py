@@ -1,5 +1,6 @@
 """turnover: orders, traded notional and costs of a pass, against an independent broker's books
-(support.ledger: cash and units), for the agent's, the expert's and buy-and-hold's passes."""
+(support.ledger: cash and units), for the agent's, the expert's and buy-and-hold's passes.
+The scripted passes trade shorts and every bar (support.mechanics), not the defaults."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from stevie_trainer.evaluation.performance import Performance, format_table
 from stevie_trainer.evaluation.turnover import CostRates, turnover
 from support.data import MarketFiles
 from support.ledger import Ledger
+from support.mechanics import mechanics_spec
 
 LEVELS = [-1.0, -0.5, 0.0, 0.5, 1.0]
 
@@ -110,7 +112,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_costs_and_turnover_match_the_brokers_books(name: str) -> None:
     scenario = SCENARIOS[name]
-    spec = EnvSpec(positions=LEVELS, fee_bps=10.0, slippage_bps=5.0, **scenario["spec"])
+    spec = mechanics_spec(positions=LEVELS, fee_bps=10.0, slippage_bps=5.0, **scenario["spec"])
     frame = bars(seed=len(name), drift=scenario["drift"])
     rng = np.random.default_rng(1)
     if scenario["hold"]:

@@ -12,7 +12,7 @@ import torch
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from stevie_api.market import EnvSpec, ExpertSpec
+from stevie_api.market import ExpertSpec
 from stevie_api.techniques import BehaviourCloningSpec
 from stevie_trainer.data.ohlcv import load_ohlcv
 from stevie_trainer.data.splits import SplitBounds, split_bounds
@@ -29,8 +29,9 @@ from stevie_trainer.rl.demonstrations import (
     split_demonstrations,
 )
 from support.data import MarketFiles
+from support.mechanics import mechanics_spec
 
-SPEC = EnvSpec(episode_length=500)
+SPEC = mechanics_spec(episode_length=500)  # the expert shorts; it is not held back
 EXPERT = ExpertSpec()
 BC_SPEC = BehaviourCloningSpec(
     enabled=True, epochs=20, learning_rate=3e-3, batch_size=128, patience=3
@@ -262,7 +263,7 @@ def test_dqn_is_rejected(setup: Setup) -> None:
 
 
 def test_demonstrations_of_another_env_spec_are_rejected(setup: Setup) -> None:
-    spec = EnvSpec(episode_length=200, window=10)
+    spec = mechanics_spec(episode_length=200, window=10)
     env = VecTradingEnv(setup.market, spec, 1, bounds=setup.splits.train, seed=0)
     model = PPO("MlpPolicy", env, n_steps=64, device="cpu", policy_kwargs=ARCH)
     with pytest.raises(ValueError, match="same EnvSpec"):

@@ -1,7 +1,8 @@
 """The service's acting rules (serving.rules.act) are the simulator's: the kernel and act()
 step through the same targets from the same weights, and agree on the target held, on
 whether an order is placed and on the hold's clock, step after step, for every rule and
-rebalance mode, on synthetic and real bars."""
+rebalance mode, on synthetic and real bars. Shorts allowed, and no hold but the rule's own
+(support.mechanics)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from stevie_trainer.env.market import MarketData, sim_params
 from stevie_trainer.serving.rules import ActingRules, act, reason
 from support.bars import bars, switching
 from support.data import BUNDLED_DAILY
+from support.mechanics import mechanics_spec
 
 LEVELS = [-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0]
 RULES: dict[str, dict[str, Any]] = {
@@ -71,7 +73,7 @@ def lockstep(frame: pd.DataFrame, spec: EnvSpec, n: int = 16, seed: int = 0) -> 
 @pytest.mark.parametrize("rebalance", list(REBALANCE))
 @pytest.mark.parametrize("rule", list(RULES))
 def test_act_is_the_kernel_on_synthetic_bars(rule: str, rebalance: str) -> None:
-    spec = EnvSpec(positions=LEVELS, **REBALANCE[rebalance], **RULES[rule])
+    spec = mechanics_spec(positions=LEVELS, **REBALANCE[rebalance], **RULES[rule])
     seen = lockstep(bars(600, seed=3), spec)
     assert seen["trades"] > 100
     # Each rule bites where it is on (so the comparison covers it), and only there.
@@ -83,7 +85,7 @@ def test_act_is_the_kernel_on_synthetic_bars(rule: str, rebalance: str) -> None:
 @pytest.mark.parametrize("rebalance", ["never", "drift"])
 def test_act_is_the_kernel_on_real_bars(rebalance: str) -> None:
     frame = load_ohlcv(BUNDLED_DAILY)
-    spec = EnvSpec(positions=LEVELS, **REBALANCE[rebalance], **RULES["both"])
+    spec = mechanics_spec(positions=LEVELS, **REBALANCE[rebalance], **RULES["both"])
     seen = lockstep(frame, spec, seed=11)
     assert seen["held"] > 0 and seen["banded"] > 0
 
