@@ -34,17 +34,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-SHARED = Path(
-    os.environ.get("STEVIE_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
-)
-MARKETS = (
-    "BTCUSDT_1h.csv",
-    "ETHUSDT_1h.csv",
-    "SOLUSDT_1h.csv",
-    "EURUSD_1h.csv",
-    "BTCUSDT_1d.csv",
-    "SPY_1d.csv",
-)
+# bench/ has no __init__ (a namespace package); running this file puts only bench/ on the path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._shared_data import MARKETS, SHARED, market_files
+
 SHORT = {"allowShort": True, "minHoldBars": 0}  # 0.1.0's acting defaults
 CANDIDATES: dict[str, dict[str, Any]] = {
     "as-is": {"env": SHORT},
@@ -204,9 +198,7 @@ def main() -> None:
     markets, cands = args.markets.split(","), args.candidates.split(",")
     if args.quick:
         markets, cands, args.seeds, args.steps = markets[:2], cands[:2], 1, 16384
-    missing = [m for m in markets if not (SHARED / m).is_file()]
-    if missing:
-        sys.exit(f"defaults.py needs {', '.join(missing)} in {SHARED} (see its README.md)")
+    market_files(",".join(markets), "defaults")
     unknown = [c for c in cands if c not in CANDIDATES]
     if unknown:
         sys.exit(f"unknown candidate(s) {', '.join(unknown)}; known: {', '.join(CANDIDATES)}")

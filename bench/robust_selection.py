@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -48,18 +47,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._robust_study import run_study, study_doc
+from bench._shared_data import MARKETS, market_files
 
-SHARED = Path(
-    os.environ.get("STEVIE_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
-)
-MARKETS = (
-    "BTCUSDT_1h.csv",
-    "ETHUSDT_1h.csv",
-    "SOLUSDT_1h.csv",
-    "EURUSD_1h.csv",
-    "BTCUSDT_1d.csv",
-    "SPY_1d.csv",
-)
 ARMS = {"A": "single split", "B": "walk-forward", "C": "wf multi-market"}
 WINDOW = 32  # env.window's default: warm-up bars and the default purge gap
 SPLIT_BEFORE_TEST = 0.85  # data.split's default train + validation fractions
@@ -93,20 +82,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.arms or any(a not in ARMS for a in args.arms):
         p.error(f"--arms: a comma-separated subset of {', '.join(ARMS)}")
     return args
-
-
-def market_files(names: str) -> list[Path]:
-    """The chosen shared files; a clear exit when the folder or a file is missing."""
-    if not SHARED.is_dir():
-        sys.exit(
-            f"robust_selection: needs the shared market data at {SHARED} (../shared/data "
-            "beside the repository, or $STEVIE_SHARED_DATA): it is not there"
-        )
-    files = [SHARED / n.strip() for n in names.split(",") if n.strip()]
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        sys.exit(f"robust_selection: not in {SHARED}: {', '.join(missing)}")
-    return files
 
 
 def episode_length(path: Path, folds: int) -> int:
@@ -273,7 +248,7 @@ def per_trial_seconds(results: list[dict[str, Any]]) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    files = market_files(args.markets)
+    files = market_files(args.markets, "robust_selection")
     root = Path(args.out or tempfile.mkdtemp(prefix="stevie-robust-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     print(f"{len(files)} market(s); {args.trials} trials x {args.timesteps:,} timesteps per "

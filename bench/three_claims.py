@@ -48,7 +48,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import _claims_arms as arms
-from bench.robust_selection import SHARED
+from bench._shared_data import market_files
 
 MARKETS = "BTCUSDT_1h.csv,SPY_1d.csv,EURUSD_1h.csv"
 SUPER = ("HPO best", "PBT best", "ensemble")
@@ -97,20 +97,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.default_steps is not None and args.default_steps < 1:
         p.error("--default-steps must be >= 1")
     return args
-
-
-def market_files(names: str) -> list[Path]:
-    """The chosen shared files; a clear exit when the folder or a file is missing."""
-    if not SHARED.is_dir():
-        sys.exit(
-            f"three_claims: needs the shared market data at {SHARED} (../shared/data beside "
-            "the repository, or $STEVIE_SHARED_DATA): it is not there"
-        )
-    files = [SHARED / n.strip() for n in names.split(",") if n.strip()]
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        sys.exit(f"three_claims: not in {SHARED}: {', '.join(missing)}")
-    return files
 
 
 def _arm(what: str, run: Any) -> dict[str, Any]:
@@ -279,7 +265,7 @@ def print_claims(found: dict[str, Any], n: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    files = market_files(args.markets)
+    files = market_files(args.markets, "three_claims")
     root = Path(args.out or tempfile.mkdtemp(prefix="stevie-claims-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     print(f"{len(files)} market(s); default run {args.default_steps or 'spec default'} steps; "
