@@ -165,10 +165,13 @@ def print_tables(runs: dict[str, Any], summary: dict[str, Any], chosen: str) -> 
             v = _median([r["validation"]["sharpe"] for r in by_market[m]])
             cells.append(f"{_fmt(t, '.2f')} ({_fmt(v, '.2f')})".rjust(18))
         print(f"{cand:<18}" + "".join(cells))
-    for ref in ("buy-and-hold", "expert"):
-        first = next(iter(runs.values()))
-        cells = [_fmt(first[m][0][ref]["sharpe"], ".2f").rjust(18) for m in markets]
-        print(f"{ref:<18}" + "".join(cells))
+    first = next(iter(runs.values()))
+    cells = [_fmt(first[m][0]["buy-and-hold"]["sharpe"], ".2f").rjust(18) for m in markets]
+    print(f"{'buy-and-hold':<18}" + "".join(cells))
+    print("The expert's test Sharpe under each candidate's rules (it trades under them too)")
+    for cand, by_market in runs.items():
+        cells = [_fmt(by_market[m][0]["expert"]["sharpe"], ".2f").rjust(18) for m in markets]
+        print(f"{'expert, ' + cand:<18}"[-18:].rjust(18) + "".join(cells))
     print("\nMedians over markets x seeds (test unless said)")
     head = ("val Sharpe", "Sharpe", "seed std", "return", "maxDD", "win", "orders", "cost/gross")
     print(f"{'candidate':<18}" + "".join(f"{h:>11}" for h in head) + "  >expert  >B&H")
