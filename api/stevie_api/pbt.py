@@ -145,12 +145,9 @@ class PBTPopulationSpec(StevieModel):
         bad = [f for f in self.perturbation_factors if f <= 0]
         if bad:
             raise ValueError(f"perturbationFactors must be > 0 (got {bad})")
-        if self.template.data.markets:
-            raise ValueError(
-                "template.data.markets: several markets are supported by a TrainingRun only, "
-                "not yet by a PBTPopulation (a member is scored on one market); give the "
-                "template one data.uri"
-            )
+        # template.data.markets is allowed: a member trains on every market and is scored
+        # on the pooled validation (stevie_trainer.pbt.markets); nEnvs >= markets is the
+        # template's own (TrainingRunSpec) check.
         if self.template.evaluation.walk_forward is not None:
             # A member trains on, and is scored on, one split interval after interval: it
             # cannot be K agents, and silently scoring it on the single split would be worse.

@@ -153,10 +153,11 @@ def test_multi_market_run_reports_per_market_and_pooled(tmp_path: Path) -> None:
     assert on_disk["test_markets"]["EURUSD"]["annualisation"]["bars_per_year"] > 1000
 
 
-def test_studies_take_several_markets_and_populations_refuse_them_for_now() -> None:
-    """A PBTPopulation scores a member on one market: refused in one line at validation,
-    not after hours of training. An HPOStudy's trial selects on the pooled validation (and a
-    TrainingRun may combine several markets with walk-forward)."""
+def test_studies_and_populations_take_several_markets() -> None:
+    """A PBTPopulation scores a member on the pooled validation of its markets (one split:
+    walk-forward is refused in one line at validation, not after hours of training). An
+    HPOStudy's trial selects on the pooled validation (and a TrainingRun may combine several
+    markets with walk-forward)."""
     from stevie_api.hpo import HPOStudySpec
     from stevie_api.pbt import PBTPopulationSpec
 
@@ -165,9 +166,13 @@ def test_studies_take_several_markets_and_populations_refuse_them_for_now() -> N
         {"uri": "pkg://gym_anytrading/datasets/data/FOREX_EURUSD_1H_ASK.csv", "symbol": "EUR"},
     ]
     template = {"data": {"markets": markets}, "nEnvs": 2}
-    with pytest.raises(ValueError, match="not yet by a PBTPopulation"):
-        PBTPopulationSpec.model_validate({"template": template})
+    population = PBTPopulationSpec.model_validate({"template": template})
+    assert population.template.data.multi_market
     walk_forward = template | {"evaluation": {"walkForward": {"folds": 2}}}
+    with pytest.raises(ValueError, match="walkForward is not supported by a PBTPopulation"):
+        PBTPopulationSpec.model_validate({"template": walk_forward})
+    with pytest.raises(ValueError, match="nEnvs"):
+        PBTPopulationSpec.model_validate({"template": template | {"nEnvs": 1}})
     for doc in (template, walk_forward):
         study = HPOStudySpec.model_validate({"template": doc})
         assert study.template.data.markets is not None and len(study.template.data.markets) == 2

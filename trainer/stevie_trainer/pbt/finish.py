@@ -13,7 +13,10 @@ result.json, then writes under the population's folder::
     best/model.zip, best/equity.png
 
 The best member is chosen on VALIDATION fitness only; the test split is touched once, here,
-by that one model (and the baselines), as in a TrainingRun.
+by that one model (and the baselines), as in a TrainingRun. With several markets
+(``template.data.markets``) the best member's ``test`` is pooled over the markets and
+``test_markets`` holds each market's report (plots ``best/equity-<k>.png``), as a
+multi-market TrainingRun reports them.
 """
 
 from __future__ import annotations
@@ -132,7 +135,13 @@ def _test_best(
 ) -> dict[str, Any]:
     """The best checkpoint on the test split beside the baselines; its model under best/."""
     from stevie_trainer.env.prepare import prepare
-    from stevie_trainer.rl.train import result_table, spec_json, test_backtest, versions
+    from stevie_trainer.rl.train import (
+        result_table,
+        spec_json,
+        test_backtest,
+        test_markets,
+        versions,
+    )
 
     member, interval = int(best["member"]), int(best["interval"])
     run_spec = interval_spec(spec, member, interval, best["hyperparameters"])
@@ -141,8 +150,13 @@ def _test_best(
     model_uri = best_store.write_bytes(MODEL_NAME, data)
     prepared = prepare(run_spec)
     model = load_model(run_spec, data)
-    test = test_backtest(prepared, model, best_store, name="best member")
+    markets: dict[str, Any] = {}
+    if prepared.parts:  # several markets: each market's report, and the pooled one
+        test, markets = test_markets(prepared, model, best_store, "best member")
+    else:
+        test = test_backtest(prepared, model, best_store, name="best member")
     validation = RunStore(best["checkpoint"]).read_json("result.json") or {}
+    per_market = {"validation_markets": validation.get("validation_markets")} if markets else {}
     # best/ is a complete model folder (model.zip, spec.json, result.json), like a
     # TrainingRun's: what an Ensemble member reads.
     best_store.write_json("spec.json", spec_json(run_spec))
@@ -152,6 +166,7 @@ def _test_best(
             "status": "succeeded",
             "source": f"PBT member {member} after interval {interval + 1}",
             "validation": validation.get("validation"),
+            **per_market,
             "timesteps": validation.get("timesteps"),
         },
     )
@@ -171,4 +186,5 @@ def _test_best(
         "versions": versions(),
         "table": table,
         **test,
+        **(per_market | {"test_markets": markets} if markets else {}),
     }

@@ -22,6 +22,11 @@ of :func:`overfitting_text`), from the state and every interval's result.json, w
   (``validation_returns.npy`` in its interval folder, written by the interval worker), or
   a normal distribution's when absent (said in the note).
 
+Several markets (``template.data.markets``): the metric is the pooled validation Sharpe
+(the mean of the markets' Sharpes), ``n_obs`` the pooled bars and the returns the markets'
+series joined (:mod:`~stevie_trainer.pbt.markets`); markets of different bars per year
+have no per-bar pooled Sharpe, so no DSR (the note says so).
+
 Null with the reason when it cannot be computed honestly (fewer than 2 evaluations with a
 Sharpe, a selected evaluation without one), never a made-up number. Torch-free and
 optuna-free (the interval worker writes the returns with :func:`encode_returns`).
@@ -70,6 +75,7 @@ class Evaluation:
     sharpe: float | None  # per bar
     bars: int | None  # validation bars (returns)
     bars_per_year: float | None
+    no_rate: bool = False  # a Sharpe without one bars per year (markets of different rates)
 
 
 def _evaluation(member: int, interval: int, folder: str | None, result: Any) -> Evaluation:
@@ -85,6 +91,7 @@ def _evaluation(member: int, interval: int, folder: str | None, result: Any) -> 
         sharpe=per_bar,
         bars=int(bars) if bars is not None and bars >= 1 else None,
         bars_per_year=bpy if per_bar is not None else None,
+        no_rate=sharpe is not None and per_bar is None,
     )
 
 
@@ -135,6 +142,11 @@ def _moments(best: Evaluation) -> tuple[float, float, str]:
 def _dsr(best: Evaluation, n: int, sharpes: list[float]) -> tuple[dict[str, Any] | None, str]:
     """The DSR section of the selected evaluation and a note on how (or why not)."""
     where = f"member {best.member} interval {best.interval}"
+    if best.no_rate:
+        return None, (
+            f"DSR not computed: the selected {where}'s validation Sharpe has no bars per year "
+            "(pooled over markets of different bars per year), so no per-bar Sharpe"
+        )
     if len(sharpes) < 2:
         return None, (
             f"DSR not computed: {n} evaluation(s), {len(sharpes)} with a validation Sharpe; "

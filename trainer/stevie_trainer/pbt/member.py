@@ -11,6 +11,11 @@ deterministic pass over the validation split. The interval's folder holds::
     validation_returns.npy  the model's per-bar validation returns (float64, 8 bytes a bar:
                    the finish's Deflated Sharpe Ratio, :mod:`stevie_trainer.pbt.luck`)
     result.json    validation metrics, fitness, hyperparameters, timings (written last)
+
+Several markets (``template.data.markets``): the interval trains on all of them at once
+(the multi-market vec env) and is scored on the pooled validation block, with each
+market's in result.json's ``validation_markets``; validation_returns.npy holds the
+markets' series joined in the spec's order (:mod:`stevie_trainer.pbt.markets`).
     progress.json  while training
 
 Idempotent: an interval whose result.json exists is returned as is; an interrupted interval is
@@ -40,6 +45,7 @@ from stevie_trainer.evaluation.episode import run_policy
 from stevie_trainer.evaluation.performance import returns_from_equity
 from stevie_trainer.pbt.fitness import fitness, fitness_terms
 from stevie_trainer.pbt.luck import RETURNS_FILE, encode_returns
+from stevie_trainer.pbt.markets import pooled_validation
 from stevie_trainer.rl.agent import AgentPolicy, save_model, validation_episode
 from stevie_trainer.rl.callbacks import ProgressCallback
 from stevie_trainer.rl.session import Session, open_session
@@ -152,12 +158,16 @@ def _callbacks(
     return [*curriculum, ProgressCallback(store, state, metrics, stage=stage)], stage
 
 
-def _validate(session: Session) -> tuple[dict[str, Any], bytes]:
-    """The interval's model on the validation split (what its fitness scores), and its
-    per-bar returns as a .npy file."""
+def _validate(session: Session) -> tuple[dict[str, Any], bytes, dict[str, Any] | None]:
+    """The interval's model on the validation split (what its fitness scores), its per-bar
+    returns as a .npy file, and each market's metrics (None for one market). Several
+    markets: the pooled block and the markets' series joined (:mod:`.markets`)."""
+    if session.prepared.parts:
+        pooled, per_market, series = pooled_validation(session.prepared, session.model)
+        return dict(pooled), encode_returns(series), dict(per_market)
     episode = validation_episode(session.prepared, session.model)
     returns = encode_returns(returns_from_equity(episode.equity))
-    return episode.performance().to_dict(), returns
+    return episode.performance().to_dict(), returns, None
 
 
 def train_interval(
@@ -191,7 +201,7 @@ def train_interval(
         tb_log_name="pbt",
     )  # fmt: skip
     clock.lap("train_seconds")
-    validation, returns = _validate(session)
+    validation, returns, markets = _validate(session)
     clock.lap("eval_seconds")
     model_uri = store.write_bytes(MODEL_NAME, save_model(session.model))
     returns_uri = store.write_bytes(RETURNS_FILE, returns)
@@ -209,6 +219,7 @@ def train_interval(
         "timesteps_start": start_steps,
         "timesteps": int(session.model.num_timesteps),
         "validation": validation,
+        **({"validation_markets": markets} if markets is not None else {}),
         "validation_returns": returns_uri,
         "fitness": fitness(validation, spec.fitness),
         "fitness_terms": fitness_terms(validation),

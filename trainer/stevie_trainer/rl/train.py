@@ -219,13 +219,14 @@ def data_block(prepared: Prepared) -> dict[str, Any]:
 
 
 def test_markets(
-    prepared: Prepared, model: BaseAlgorithm, store: RunStore
+    prepared: Prepared, model: BaseAlgorithm, store: RunStore, name: str = "agent"
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A multi-market run's test report: the pooled block (the keys of
     :func:`test_backtest`'s, each policy's metrics pooled by
-    :func:`~stevie_trainer.evaluation.pooled.pool_metrics`) and each market's own."""
+    :func:`~stevie_trainer.evaluation.pooled.pool_metrics`) and each market's own (its
+    plot ``equity-<k>.png``); ``name``: the agent's column."""
     markets = {
-        p.market.name: test_backtest(p, model, store, plot=f"equity-{k}.png")
+        p.market.name: test_backtest(p, model, store, name, plot=f"equity-{k}.png")
         for k, p in enumerate(prepared.parts)
     }
     first = next(iter(markets.values()))
