@@ -218,6 +218,7 @@ def run_ensemble_arm(uri: str, members: list[tuple[str, str, str]]) -> dict[str,
     """The Ensemble of ``members`` ((name, source, uri) as its backtest resolves them):
     validation picks the voting method, then one test pass of that ensemble."""
     from stevie_api.ensemble import EnsembleSpec
+    from stevie_api.market import EnvSpec
     from stevie_trainer.data.ohlcv import load_ohlcv
     from stevie_trainer.ensemble.backtest import (
         common_bounds,
@@ -231,9 +232,17 @@ def run_ensemble_arm(uri: str, members: list[tuple[str, str, str]]) -> dict[str,
     from stevie_trainer.env.prepare import data_splits
 
     key = {"TrainingRun": "trainingRun", "PBTPopulation": "pbtPopulation"}
+    # performance_weighted by validation.sharpe (the spec's defaults); the members searched
+    # their own minHoldBars / noTradeBand (COST_SPACE), and one account trades under one
+    # rule: the ensemble's are the env's defaults
+    rules = EnvSpec()
     spec = EnsembleSpec.model_validate(
-        {"members": [{"name": n, key[s]: n} for n, s, _ in members]}
-    )  # performance_weighted by validation.sharpe: the spec's defaults
+        {
+            "members": [{"name": n, key[s]: n} for n, s, _ in members],
+            "noTradeBand": rules.no_trade_band,
+            "minHoldBars": rules.min_hold_bars,
+        }
+    )
     refs = [MemberRef(name=n, source=s, uri=u) for n, s, u in members]  # type: ignore[arg-type]
     ensemble, resolved = load_ensemble(spec, refs, lambda _: None)
     data = resolved[0].spec.data
