@@ -24,8 +24,7 @@ block (its Sharpe the mean of the markets' Sharpes; with walk-forward, the aggre
 folds of those pooled scores), and ``validation_returns.npy`` holds the markets' per-bar
 validation return series concatenated end to end in the spec's market order (within a
 fold for walk-forward), so its length is the sum of the markets' validation bars (the
-pooled block's ``bars``). The series are recomputed from the new best model when it is
-replaced (one more greedy pass per market; the pass is deterministic).
+pooled block's ``bars``), from the episodes the evaluation itself read.
 
 Idempotent: a finished trial is returned as is; a worker restarted mid-trial (pod retry)
 re-uses the seeds that finished. The test split is never evaluated here: model selection
@@ -40,8 +39,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -50,7 +47,7 @@ from stevie_api.training import TrainingRunSpec
 from stevie_trainer.common import storage
 from stevie_trainer.common.artifacts import RunStore, iso_now
 from stevie_trainer.env.prepare import Prepared
-from stevie_trainer.evaluation.performance import Performance, returns_from_equity
+from stevie_trainer.evaluation.performance import Performance
 from stevie_trainer.hpo.luck import RETURNS_FILE, encode_returns
 from stevie_trainer.hpo.study import (
     mark_failed,
@@ -61,7 +58,7 @@ from stevie_trainer.hpo.study import (
     trial_name,
     trial_spec,
 )
-from stevie_trainer.rl.agent import validation_episode
+from stevie_trainer.rl.agent import joined_returns
 from stevie_trainer.rl.callbacks import RunState, ValidationCallback
 from stevie_trainer.rl.session import open_session
 from stevie_trainer.rl.train import claim
@@ -90,18 +87,10 @@ class TrialEvalCallback(ValidationCallback):
         if self.state.best_validation is not before:
             # model.zip was just replaced: keep its per-bar validation returns beside it, for
             # the study's Deflated Sharpe Ratio and PBO (stevie_trainer.hpo.luck).
-            self.store.write_bytes(RETURNS_FILE, encode_returns(self.best_returns()))
+            self.store.write_bytes(RETURNS_FILE, encode_returns(joined_returns(self.last_episodes)))
         if not self.stopped and self.on_eval(self.num_timesteps, perf.to_dict()):
             self.stopped = True
         return perf
-
-    def best_returns(self) -> npt.NDArray[np.float64]:
-        """The per-bar validation returns of the model just evaluated: its one episode's,
-        or each market's in the spec's order, end to end (see the module docstring)."""
-        if self.last_episode is not None:
-            return returns_from_equity(self.last_episode.equity)
-        episodes = [validation_episode(part, self.model) for part in self.prepared.parts]
-        return np.concatenate([returns_from_equity(e.equity) for e in episodes])
 
     def _on_step(self) -> bool:
         super()._on_step()

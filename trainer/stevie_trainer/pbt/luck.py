@@ -24,7 +24,7 @@ of :func:`overfitting_text`), from the state and every interval's result.json, w
 
 Several markets (``template.data.markets``): the metric is the pooled validation Sharpe
 (the mean of the markets' Sharpes), ``n_obs`` the pooled bars and the returns the markets'
-series joined (:mod:`~stevie_trainer.pbt.markets`); markets of different bars per year
+series joined (:func:`~stevie_trainer.rl.agent.joined_returns`); markets of different bars per year
 have no per-bar pooled Sharpe, so no DSR (the note says so).
 
 Null with the reason when it cannot be computed honestly (fewer than 2 evaluations with a

@@ -15,7 +15,7 @@ deterministic pass over the validation split. The interval's folder holds::
 Several markets (``template.data.markets``): the interval trains on all of them at once
 (the multi-market vec env) and is scored on the pooled validation block, with each
 market's in result.json's ``validation_markets``; validation_returns.npy holds the
-markets' series joined in the spec's order (:mod:`stevie_trainer.pbt.markets`).
+markets' series joined in the spec's order (:func:`~stevie_trainer.rl.agent.joined_returns`).
     progress.json  while training
 
 Idempotent: an interval whose result.json exists is returned as is; an interrupted interval is
@@ -42,11 +42,9 @@ from stevie_trainer.env.prepare import Prepared, prepare
 from stevie_trainer.env.vec import VecTradingEnv
 from stevie_trainer.evaluation.baselines import make_baseline
 from stevie_trainer.evaluation.episode import run_policy
-from stevie_trainer.evaluation.performance import returns_from_equity
 from stevie_trainer.pbt.fitness import fitness, fitness_terms
 from stevie_trainer.pbt.luck import RETURNS_FILE, encode_returns
-from stevie_trainer.pbt.markets import pooled_validation
-from stevie_trainer.rl.agent import AgentPolicy, save_model, validation_episode
+from stevie_trainer.rl.agent import AgentPolicy, joined_returns, save_model, validation_pass
 from stevie_trainer.rl.callbacks import ProgressCallback
 from stevie_trainer.rl.session import Session, open_session
 
@@ -161,13 +159,11 @@ def _callbacks(
 def _validate(session: Session) -> tuple[dict[str, Any], bytes, dict[str, Any] | None]:
     """The interval's model on the validation split (what its fitness scores), its per-bar
     returns as a .npy file, and each market's metrics (None for one market). Several
-    markets: the pooled block and the markets' series joined (:mod:`.markets`)."""
-    if session.prepared.parts:
-        pooled, per_market, series = pooled_validation(session.prepared, session.model)
-        return dict(pooled), encode_returns(series), dict(per_market)
-    episode = validation_episode(session.prepared, session.model)
-    returns = encode_returns(returns_from_equity(episode.equity))
-    return episode.performance().to_dict(), returns, None
+    markets: the pooled block and the markets' series joined (a multi-market TrainingRun's
+    :func:`~stevie_trainer.rl.agent.validation_pass`)."""
+    perf, per_market, episodes = validation_pass(session.prepared, session.model)
+    markets = dict(per_market) if session.prepared.parts else None
+    return perf.to_dict(), encode_returns(joined_returns(episodes)), markets
 
 
 def train_interval(

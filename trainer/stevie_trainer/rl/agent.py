@@ -19,7 +19,7 @@ from stevie_trainer.env.accounts import Accounts
 from stevie_trainer.env.prepare import Prepared
 from stevie_trainer.evaluation.episode import Episode, run_policy
 from stevie_trainer.evaluation.fastpolicy import GreedyMLP
-from stevie_trainer.evaluation.performance import Performance
+from stevie_trainer.evaluation.performance import Performance, returns_from_equity
 from stevie_trainer.evaluation.pooled import as_performance, pool_metrics
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "DQN": DQN}
@@ -213,10 +213,27 @@ def validation_performance(
     performance (:mod:`~stevie_trainer.evaluation.pooled`: its Sharpe is the mean of the
     per-market Sharpes) and each market's metrics by name.
     """
+    perf, per_market, _ = validation_pass(prepared, model)
+    return perf, per_market
+
+
+def validation_pass(
+    prepared: Prepared, model: BaseAlgorithm
+) -> tuple[Performance, dict[str, dict[str, float | int | None]], list[Episode]]:
+    """:func:`validation_performance` and the episodes it read: the one market's, or each
+    market's in the spec's order (one greedy pass a market)."""
     if not prepared.parts:
-        return validation_episode(prepared, model).performance(), {}
+        episode = validation_episode(prepared, model)
+        return episode.performance(), {}, [episode]
+    episodes = [validation_episode(part, model) for part in prepared.parts]
     per_market = {
-        part.market.name: validation_episode(part, model).performance().to_dict()
-        for part in prepared.parts
+        part.market.name: episode.performance().to_dict()
+        for part, episode in zip(prepared.parts, episodes, strict=True)
     }
-    return as_performance(pool_metrics(per_market)), per_market
+    return as_performance(pool_metrics(per_market)), per_market, episodes
+
+
+def joined_returns(episodes: list[Episode]) -> npt.NDArray[np.float64]:
+    """The episodes' per-bar returns end to end (several markets: in the spec's order):
+    the series the Deflated Sharpe Ratio and PBO read (``validation_returns.npy``)."""
+    return np.concatenate([returns_from_equity(e.equity) for e in episodes])

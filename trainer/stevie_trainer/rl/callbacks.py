@@ -22,7 +22,7 @@ from stevie_trainer.common.telemetry import TrainerMetrics
 from stevie_trainer.env.prepare import Prepared
 from stevie_trainer.evaluation.episode import Episode
 from stevie_trainer.evaluation.performance import Performance
-from stevie_trainer.rl.agent import save_model, validation_episode, validation_performance
+from stevie_trainer.rl.agent import save_model, validation_pass
 from stevie_trainer.rl.curriculum import Curriculum
 
 
@@ -111,7 +111,8 @@ class ValidationCallback(PeriodicCallback):
         self.prepared = prepared
         self.store = store
         self.state = state
-        self.last_episode: Episode | None = None  # the latest pass (subclasses keep its curve)
+        # the latest pass: the one market's episode, or each market's (subclasses keep them)
+        self.last_episodes: list[Episode] = []
 
     def fire(self) -> None:
         self.evaluate()
@@ -122,13 +123,8 @@ class ValidationCallback(PeriodicCallback):
 
     def evaluate(self) -> Performance:
         self.last = self.num_timesteps
-        markets: dict[str, Any] = {}
-        if self.prepared.parts:  # several markets: no one curve, a pooled performance
-            self.last_episode = None
-            perf, markets = validation_performance(self.prepared, self.model)
-        else:
-            self.last_episode = validation_episode(self.prepared, self.model)
-            perf = self.last_episode.performance()
+        # several markets: a pooled performance, and each market's metrics
+        perf, markets, self.last_episodes = validation_pass(self.prepared, self.model)
         metrics = perf.to_dict()
         entry: dict[str, Any] = {"timesteps": self.num_timesteps, **metrics}
         if markets:
