@@ -55,8 +55,8 @@ from optuna.trial import FrozenTrial, TrialState
 from stevie_api.hpo import HPOStudySpec
 from stevie_api.techniques import WalkForwardSpec
 from stevie_trainer.common import storage
+from stevie_trainer.evaluation.deflate import deflate_selection
 from stevie_trainer.evaluation.overfitting import (
-    deflated_sharpe_ratio,
     per_period_sharpe,
     probability_of_backtest_overfitting,
     return_moments,
@@ -207,19 +207,6 @@ def trial_evidence(trial: FrozenTrial, folds: int | None = None) -> TrialEvidenc
     )
 
 
-def _moments(best: TrialEvidence, pooled: bool) -> tuple[float, float, str]:
-    """Skew, kurtosis of the best trial's returns and how they were had."""
-    if best.returns is None:
-        return 0.0, 3.0, "normal returns assumed (no stored per-bar returns)"
-    try:
-        m = return_moments(best.returns)
-    except ValueError as err:
-        return 0.0, 3.0, f"normal returns assumed ({err})"
-    if not pooled:
-        return m.skew, m.kurtosis, "skew and kurtosis of its stored returns"
-    return m.skew, m.kurtosis, "Sharpe, skew and kurtosis of its pooled fold validation returns"
-
-
 def _dsr(
     best: TrialEvidence, n_trials: int, sharpes: list[float], wf: WalkForwardSpec | None = None
 ) -> tuple[Any, str]:
@@ -234,15 +221,17 @@ def _dsr(
     if best.sharpe is None or best.bars is None or best.bars < 2:
         why = f": {best.why}" if best.why else ""
         return None, f"DSR not computed: best trial {best.number} has no {what[2:]}{why}"
-    variance = float(np.var(sharpes, ddof=1))
-    skew, kurtosis, how = _moments(best, wf is not None)
-    try:
-        dsr = deflated_sharpe_ratio(
-            best.sharpe, best.bars, n_trials=n_trials, trials_sr_variance=variance,
-            skew=skew, kurtosis=kurtosis,
-        )  # fmt: skip
-    except ValueError as err:
-        return None, f"DSR not computed: {err}"
+    present = (
+        "Sharpe, skew and kurtosis of its pooled fold validation returns"
+        if wf is not None
+        else "skew and kurtosis of its stored returns"
+    )
+    dsr, how = deflate_selection(
+        best.sharpe, best.bars, n_trials=n_trials, sharpes=sharpes, returns=best.returns,
+        absent="no stored per-bar returns", present=present,
+    )  # fmt: skip
+    if dsr is None:
+        return None, how
     section = dsr.to_dict() | {"trial": best.number, "sentence": dsr.describe(best.bars_per_year)}
     if wf is not None:
         how += (

@@ -43,10 +43,9 @@ import numpy.typing as npt
 
 from stevie_api.pbt import FitnessWeights
 from stevie_trainer.common import storage
+from stevie_trainer.evaluation.deflate import deflate_selection
 from stevie_trainer.evaluation.overfitting import (
-    deflated_sharpe_ratio,
     per_period_sharpe,
-    return_moments,
 )
 from stevie_trainer.evaluation.returns_file import RETURNS_FILE, decode_returns, encode_returns
 from stevie_trainer.pbt.fitness import finite_float
@@ -128,17 +127,6 @@ def _selection(weights: FitnessWeights | None) -> str:
     )
 
 
-def _moments(best: Evaluation) -> tuple[float, float, str]:
-    returns = _returns(best.folder)
-    if returns is None:
-        return 0.0, 3.0, f"normal returns assumed (no stored {RETURNS_FILE})"
-    try:
-        m = return_moments(returns)
-    except ValueError as err:
-        return 0.0, 3.0, f"normal returns assumed ({err})"
-    return m.skew, m.kurtosis, f"skew and kurtosis of its stored {RETURNS_FILE}"
-
-
 def _dsr(best: Evaluation, n: int, sharpes: list[float]) -> tuple[dict[str, Any] | None, str]:
     """The DSR section of the selected evaluation and a note on how (or why not)."""
     where = f"member {best.member} interval {best.interval}"
@@ -154,14 +142,13 @@ def _dsr(best: Evaluation, n: int, sharpes: list[float]) -> tuple[dict[str, Any]
         )
     if best.sharpe is None or best.bars is None or best.bars < 2:
         return None, f"DSR not computed: the selected {where} has no validation Sharpe"
-    skew, kurtosis, how = _moments(best)
-    try:
-        dsr = deflated_sharpe_ratio(
-            best.sharpe, best.bars, n_trials=n, trials_sr_variance=float(np.var(sharpes, ddof=1)),
-            skew=skew, kurtosis=kurtosis,
-        )  # fmt: skip
-    except ValueError as err:
-        return None, f"DSR not computed: {err}"
+    dsr, how = deflate_selection(
+        best.sharpe, best.bars, n_trials=n, sharpes=sharpes, returns=_returns(best.folder),
+        absent=f"no stored {RETURNS_FILE}",
+        present=f"skew and kurtosis of its stored {RETURNS_FILE}",
+    )  # fmt: skip
+    if dsr is None:
+        return None, how
     section = dsr.to_dict() | {
         "member": best.member,
         "interval": best.interval,
