@@ -20,11 +20,14 @@ __all__ = [
     "INVALID_SPEC",
     "TERMINAL",
     "Event",
+    "count",
     "finite",
     "merge_patch",
     "metric_summary",
+    "notes_line",
     "parse_time",
     "phase_conditions",
+    "probability",
     "set_conditions",
 ]
 
@@ -117,18 +120,31 @@ def metric_summary(data: Any) -> MetricSummary | None:
         total_return=finite(data.get("total_return", data.get("totalReturn"))),
         max_drawdown=None if drawdown is None else abs(drawdown),
         win_rate=finite(data.get("win_rate", data.get("winRate"))),
-        trades=_count(data.get("trades")),
-        orders=_count(data.get("orders")),
+        trades=count(data.get("trades")),
+        orders=count(data.get("orders")),
         turnover=_non_negative(data.get("turnover")),
         total_cost=_non_negative(data.get("total_cost", data.get("totalCost"))),
         cost_share=finite(data.get("cost_share", data.get("costShare"))),
     )
 
 
-def _count(value: Any) -> int | None:
+def count(value: Any) -> int | None:
     """A JSON count as an int; None for negatives, booleans and non-numbers."""
     number = finite(value)
     return int(number) if number is not None and number >= 0 else None
+
+
+def probability(value: Any) -> float | None:
+    """A JSON probability (a DSR, a PBO) as a float in [0, 1]; None otherwise."""
+    number = finite(value)
+    return number if number is not None and 0.0 <= number <= 1.0 else None
+
+
+def notes_line(value: Any) -> str | None:
+    """A report's list of notes as one status line ("; "-joined); None if there are none."""
+    if not isinstance(value, list):
+        return None
+    return "; ".join(n for n in value if isinstance(n, str)) or None
 
 
 def _non_negative(value: Any) -> float | None:

@@ -32,7 +32,7 @@ from stevie_api.hpo import (
 )
 from stevie_operator.framework.artifacts import read_json
 from stevie_operator.framework.resource import spec_document
-from stevie_operator.framework.status import finite
+from stevie_operator.framework.status import count, finite, notes_line, probability
 from stevie_operator.kinds.hpostudy.children import (
     OVERFITTING_FILE,
     REPORT_FILE,
@@ -179,16 +179,6 @@ def _significance(doc: dict[str, Any] | None) -> SignificanceStatus | None:
     )
 
 
-def _probability(value: Any) -> float | None:
-    number = finite(value)
-    return number if number is not None and 0.0 <= number <= 1.0 else None
-
-
-def _count(value: Any) -> int | None:
-    number = finite(value)
-    return int(number) if number is not None and number >= 0 else None
-
-
 def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
     value = doc.get(key)
     return value if isinstance(value, dict) else {}
@@ -200,14 +190,12 @@ def _overfitting(doc: dict[str, Any] | None) -> OverfittingStatus | None:
     if doc is None:
         return None
     dsr, pbo = (_section(doc, key) for key in ("deflated_sharpe", "pbo"))
-    notes = doc.get("notes")
-    note = "; ".join(n for n in notes if isinstance(n, str)) if isinstance(notes, list) else None
     return OverfittingStatus(
-        deflated_sharpe=_probability(dsr.get("dsr")),
-        trials=_count(doc.get("trials")),
-        pbo=_probability(pbo.get("pbo")),
-        pbo_combinations=_count(pbo.get("n_combinations")),
-        note=note or None,
+        deflated_sharpe=probability(dsr.get("dsr")),
+        trials=count(doc.get("trials")),
+        pbo=probability(pbo.get("pbo")),
+        pbo_combinations=count(pbo.get("n_combinations")),
+        note=notes_line(doc.get("notes")),
     )
 
 
@@ -219,8 +207,8 @@ def _seed_spread(doc: dict[str, Any] | None) -> SeedSpreadStatus | None:
         return None
     std = finite(section.get("std"))
     return SeedSpreadStatus(
-        trial=_count(section.get("trial")),
-        seeds=_count(section.get("seeds")) or 0,
+        trial=count(section.get("trial")),
+        seeds=count(section.get("seeds")) or 0,
         sharpe_mean=finite(section.get("mean")),
         sharpe_std=std if std is not None and std >= 0 else None,
         sharpe_min=finite(section.get("min")),

@@ -26,7 +26,14 @@ from stevie_api.pbt import (
     PBTPopulationSpec,
     PBTPopulationStatus,
 )
-from stevie_operator.framework.status import Event, finite, metric_summary
+from stevie_operator.framework.status import (
+    Event,
+    count,
+    finite,
+    metric_summary,
+    notes_line,
+    probability,
+)
 from stevie_operator.kinds.pbtpopulation.children import STATE_NAME
 from stevie_trainer.common import storage
 from stevie_trainer.pbt.evolution import decision_rng, next_actions, record_failure, record_result
@@ -154,14 +161,10 @@ def overfitting_status(section: Any) -> PBTOverfittingStatus | None:
     if not isinstance(section, Mapping):
         return None
     dsr = section.get("deflated_sharpe")
-    value = finite(dsr.get("dsr")) if isinstance(dsr, Mapping) else None
-    trials = finite(section.get("evaluations"))
-    notes = section.get("notes")
-    note = "; ".join(n for n in notes if isinstance(n, str)) if isinstance(notes, list) else ""
     return PBTOverfittingStatus(
-        deflated_sharpe=value if value is not None and 0.0 <= value <= 1.0 else None,
-        trials=int(trials) if trials is not None and trials >= 0 else None,
-        note=note or None,
+        deflated_sharpe=probability(dsr.get("dsr")) if isinstance(dsr, Mapping) else None,
+        trials=count(section.get("evaluations")),
+        note=notes_line(section.get("notes")),
     )
 
 
