@@ -146,8 +146,8 @@ class PBTPopulationSpec(StevieModel):
         if bad:
             raise ValueError(f"perturbationFactors must be > 0 (got {bad})")
         # template.data.markets is allowed: a member trains on every market and is scored
-        # on the pooled validation (stevie_trainer.pbt.markets); nEnvs >= markets is the
-        # template's own (TrainingRunSpec) check.
+        # on the pooled validation (stevie_trainer.rl.agent.validation_pass); nEnvs >=
+        # markets is the template's own (TrainingRunSpec) check.
         if self.template.evaluation.walk_forward is not None:
             # A member trains on, and is scored on, one split interval after interval: it
             # cannot be K agents, and silently scoring it on the single split would be worse.
